@@ -1,0 +1,145 @@
+"""FastAPI factory: routers, the error envelope on every failure, and the lifespan
+that opens the database and the payment provider."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import prometheus_client
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from paymentd import __version__, logs
+from paymentd.config import Settings, get_settings
+from paymentd.db import Database
+from paymentd.errors import InvalidRequest, NotFound, PaymentdError
+from paymentd.http import EdgeMiddleware
+from paymentd.logs import log
+from paymentd.payments.routes import router as payments_router
+from paymentd.payments.service import PaymentService
+from paymentd.providers.base import PaymentProvider
+from paymentd.providers.stripe import StripeProvider
+from paymentd.users.routes import router as users_router
+from paymentd.validation import validation_error
+
+SANDBOX_KEY = "sk_test_paymentd_sandbox"
+
+
+def build_provider(settings: Settings) -> PaymentProvider:
+    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else SANDBOX_KEY
+    return StripeProvider(
+        key,
+        api_base=settings.stripe_api_base,
+        webhook_secrets=settings.stripe_webhook_secrets,
+        max_network_retries=settings.stripe_max_network_retries,
+        timeout=settings.stripe_timeout_s,
+    )
+
+
+def create_app(settings: Settings | None = None, *, provider: PaymentProvider | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logs.configure(settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set: start paymentd with `paymentd serve` for embedded defaults.")
+        if settings.sandbox and not settings.stripe_api_base:
+            raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
+        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.database = database
+        app.state.provider = provider or build_provider(settings)
+        app.state.payments = PaymentService(
+            database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75
+        )
+        if settings.sandbox:
+            log.warning("SANDBOX MODE: no STRIPE_API_KEY; payments go to the Stripe simulator, no money moves",
+                        stripe_api_base=settings.stripe_api_base)
+        try:
+            yield
+        finally:
+            if provider is None:
+                await app.state.provider.aclose()
+            await database.dispose()
+
+    app = FastAPI(
+        title="paymentd",
+        version=__version__,
+        description="Payments between a merchant's applications and Stripe. See API.md for the contract.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    _install_error_handlers(app)
+    app.include_router(users_router)
+    app.include_router(payments_router)
+    _install_operations(app, settings)
+    return app
+
+
+def _error_response(request: Request, error: PaymentdError) -> JSONResponse:
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    return JSONResponse(error.envelope(request_id), status_code=error.status, headers=error.headers())
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PaymentdError)
+    async def paymentd_error(request: Request, error: PaymentdError) -> JSONResponse:
+        return _error_response(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error_response(request, validation_error(error.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            mapped: PaymentdError = NotFound("No such route.", code="route_not_found")
+        elif error.status_code == 405:
+            mapped = InvalidRequest("Method not allowed on this route.", code="method_not_allowed", status=405)
+        else:
+            mapped = InvalidRequest(str(error.detail), code="invalid_request", status=error.status_code)
+        return _error_response(request, mapped)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error_type=type(error).__name__)
+        return _error_response(request, PaymentdError("An unexpected error occurred; nothing was half-written."))
+
+
+def _install_operations(app: FastAPI, settings: Settings) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.database.transaction() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = f"unavailable: {type(error).__name__}"
+        try:
+            await request.app.state.provider.ping()
+            checks["processor"] = "ok"
+        except Exception as error:  # noqa: BLE001
+            checks["processor"] = f"unavailable: {type(error).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        body = {
+            "status": "ready" if ready else "not_ready",
+            "mode": "sandbox" if settings.sandbox else "live",
+            "checks": checks,
+        }
+        if settings.sandbox:
+            body["warning"] = "SANDBOX MODE: payments go to the Stripe simulator; no money moves."
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Accounts (merchants), their API keys and scopes."""

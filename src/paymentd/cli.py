@@ -1,0 +1,169 @@
+"""The `paymentd` command: serve, migrate, account and API-key administration.
+
+Commands that need a database use DATABASE_URL, or the embedded PostgreSQL in
+the data folder when it is unset (the same one `paymentd serve` uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from paymentd.auth import service as auth_service
+from paymentd.auth.keys import Scope
+from paymentd.config import Settings, get_settings
+from paymentd.db import Database
+from paymentd.embedded import EmbeddedPostgres
+from paymentd.migrate import upgrade
+
+app = typer.Typer(help="paymentd: payments between your applications and Stripe.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+account_app = typer.Typer(help="Manage accounts (merchants).", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(account_app, name="account")
+
+DEMO_ACCOUNT = "demo"
+
+
+def _say(message: str) -> None:
+    """Human-facing output goes to stderr so stdout carries only what scripts capture."""
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one for as long as the command runs."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    # SIGTERM must unwind through `finally` so the embedded server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+def _run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+async def _with_session(url: str, work):  # type: ignore[no-untyped-def]
+    database = Database(url, pool_size=2)
+    try:
+        async with database.transaction() as session:
+            return await work(session)
+    finally:
+        await database.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+    _say("database schema is up to date")
+
+
+@account_app.command("create")
+def account_create(name: Annotated[str, typer.Argument(help="Unique account name")]) -> None:
+    """Create an account; prints its id."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+        account = _run(_with_session(url, lambda s: auth_service.create_account(s, name)))
+    typer.echo(str(account.id))
+
+
+@apikey_app.command("create")
+def apikey_create(
+    account: Annotated[str, typer.Option(help="Account name")],
+    scope: Annotated[list[Scope], typer.Option(help="Repeat for several scopes")],
+    name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
+) -> None:
+    """Create a key; prints the secret once, alone on stdout."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        try:
+            _, secret = _run(_with_session(url, lambda s: auth_service.create_key(s, account, scope, name=name)))
+        except auth_service.UnknownAccount:
+            _say(f"no account named {account!r}; create it with `paymentd account create {account}`")
+            raise typer.Exit(1) from None
+    typer.echo(secret)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's prefix or id")]) -> None:
+    """Revoke a key at once; requests with it then get 401."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        revoked = _run(_with_session(url, lambda s: auth_service.revoke_key(s, key)))
+    if not revoked:
+        _say("no live key with that prefix or id")
+        raise typer.Exit(1)
+    _say("revoked")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="API processes")] = 1,
+) -> None:
+    """Run the API. With nothing configured: embedded PostgreSQL and the Stripe simulator."""
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    sim = None
+    if settings.sandbox and not settings.stripe_api_base:
+        import stripe_sim
+
+        sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0)
+        os.environ["STRIPE_API_BASE"] = sim.url
+    with database_url(settings) as url:
+        os.environ["DATABASE_URL"] = url  # workers read their settings from the environment
+        upgrade(url)
+        demo_key = _demo_key(url) if settings.sandbox else None
+        get_settings.cache_clear()
+        _say(f"paymentd listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+        if sim is not None:
+            _say(f"SANDBOX MODE: no STRIPE_API_KEY set; using the Stripe simulator at {sim.url}. No money moves.")
+        if demo_key:
+            _say(f"demo API key (account {DEMO_ACCOUNT!r}, all scopes): {demo_key}")
+        try:
+            uvicorn.run(
+                "paymentd.app:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=False,
+                timeout_graceful_shutdown=20,
+            )
+        finally:
+            if sim is not None:
+                sim.stop()
+
+
+def _demo_key(url: str) -> str:
+    async def work(session):  # type: ignore[no-untyped-def]
+        await auth_service.get_or_create_account(session, DEMO_ACCOUNT)
+        _, secret = await auth_service.create_key(session, DEMO_ACCOUNT, list(Scope), name="demo")
+        return secret
+
+    return _run(_with_session(url, work))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,98 @@
+"""Settings: the only reader of environment variables.
+
+Every knob has an embedded default so `paymentd serve` works on a bare machine;
+secrets may also come from files (`STRIPE_API_KEY_FILE=/run/secrets/...`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _FileSecretsSource(PydanticBaseSettingsSource):
+    """Reads `<ENV_NAME>_FILE` for every field, the Docker/Kubernetes secrets convention."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        names = field.validation_alias.choices if isinstance(field.validation_alias, AliasChoices) else []
+        for env_name in [*names, f"PAYMENTD_{field_name.upper()}"]:
+            path = os.environ.get(f"{env_name}_FILE")
+            if path:
+                return Path(path).read_text().strip(), field_name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYMENTD_", extra="ignore", populate_by_name=True)
+
+    # Storage. Unset DATABASE_URL: a private PostgreSQL is started in data_dir.
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "PAYMENTD_DATABASE_URL"))
+    data_dir: Path = Path(".paymentd")
+    db_pool_size: int = 20
+
+    # Stripe. Unset STRIPE_API_KEY: sandbox mode against the embedded stripe_sim.
+    stripe_api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY", "PAYMENTD_STRIPE_API_KEY"))
+    stripe_api_base: str | None = Field(None, validation_alias=_env("STRIPE_API_BASE", "PAYMENTD_STRIPE_API_BASE"))
+    stripe_webhook_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("STRIPE_WEBHOOK_SECRET", "PAYMENTD_STRIPE_WEBHOOK_SECRET"),
+        description="Comma-separated; several during a secret rotation.",
+    )
+    stripe_max_network_retries: int = 2
+    stripe_timeout_s: float = 10.0
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sync_budget_ms: int = 400
+    max_wait_s: int = 30
+    max_body_bytes: int = 1_000_000
+
+    # Logs.
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("stripe_webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @property
+    def sandbox(self) -> bool:
+        """No real key: talk to the simulator, and say so loudly."""
+        return self.stripe_api_key is None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FileSecretsSource(settings_cls), dotenv_settings
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

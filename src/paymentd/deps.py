@@ -1,0 +1,60 @@
+"""FastAPI dependencies: the database, the provider and the calling principal.
+
+Tests swap any of them with `app.dependency_overrides`, never by patching imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from paymentd.auth import service as auth_service
+from paymentd.auth.keys import Scope
+from paymentd.auth.service import Principal
+from paymentd.config import Settings
+from paymentd.db import Database
+from paymentd.errors import AuthenticationFailed, PermissionDenied
+from paymentd.providers.base import PaymentProvider
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer pd_...`")
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_provider(request: Request) -> PaymentProvider:
+    return request.app.state.provider
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def request_id(request: Request) -> str:
+    return request.scope["state"]["request_id"]
+
+
+def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that authenticates the key and checks it holds `scope`."""
+
+    async def principal(
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        database: Database = Depends(get_database),
+    ) -> Principal:
+        if credentials is None:
+            raise AuthenticationFailed("No API key: send `Authorization: Bearer <api key>`.", code="api_key_missing")
+        async with database.transaction() as session:
+            found = await auth_service.authenticate(session, credentials.credentials)
+        if found is None:
+            raise AuthenticationFailed("The API key is invalid or revoked.", code="api_key_invalid")
+        if not found.allows(scope):
+            raise PermissionDenied(f"This API key lacks the `{scope.value}` scope.", code="missing_scope")
+        structlog.contextvars.bind_contextvars(account_id=str(found.account_id))
+        return found
+
+    return principal

@@ -1,0 +1,160 @@
+"""The HTTP edge: request ids, body limits, the card-data guard, exact JSON numbers.
+
+The guard runs before any parsing or logging, so a card number sent by mistake
+is refused without ever reaching validation errors, the database or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from fastapi import Request
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paymentd.card_data import contains_card_number, find_card_number
+from paymentd.errors import InvalidRequest, PaymentdError
+from paymentd.logs import log
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def request_id_for(header: str | None) -> str:
+    """The caller's id when it is a sane token (echoed back), else a fresh one."""
+    if header and _REQUEST_ID_RE.match(header):
+        return header
+    return f"req_{uuid.uuid4().hex}"
+
+
+class ExactJSONRequest(Request):
+    """JSON numbers become Decimal, never float: `19.99` stays exactly 19.99."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_float=Decimal)
+        return self._json
+
+
+class ExactJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def exact_json_handler(request: Request) -> Any:
+            return await handler(ExactJSONRequest(request.scope, request.receive))
+
+        return exact_json_handler
+
+
+async def send_error(send: Send, error: PaymentdError, request_id: str) -> None:
+    body = json.dumps(error.envelope(request_id)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+        *[(k.lower().encode(), v.encode()) for k, v in error.headers().items()],
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class EdgeMiddleware:
+    """Pure ASGI so it can see (and refuse) the raw body before FastAPI parses it."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message["headers"] = [
+                    *[h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            if scope["method"] in _BODY_METHODS:
+                body = await self._read_body(receive)
+                self._refuse_card_data(body)
+                receive = _replay(body, receive)
+        except PaymentdError as error:
+            status_holder["status"] = error.status
+            await send_error(send, error, request_id)
+        else:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status_holder["status"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise InvalidRequest("The request body is too large.", code="body_too_large", status=413)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _refuse_card_data(body: bytes) -> None:
+        if not body:
+            return
+        text = body.decode("utf-8", errors="replace")
+        try:
+            path = find_card_number(json.loads(text, parse_float=Decimal))
+        except ValueError:
+            path = "body" if contains_card_number(text) else None
+        if path is not None:
+            raise InvalidRequest(
+                "Card numbers must never be sent to paymentd: collect them with Stripe.js "
+                "and send the payment method id (pm_...) instead.",
+                code="card_data_not_allowed",
+                param=path,
+            )
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hands the buffered body to the app once, then passes through (for disconnects)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive

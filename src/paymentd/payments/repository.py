@@ -1,0 +1,100 @@
+"""Payment queries. Every read is scoped to an account: another account's row is simply absent."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymentd.errors import InvalidRequest
+from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
+
+
+async def get(session: AsyncSession, account_id: uuid.UUID, payment_id: uuid.UUID, *, lock: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.id == payment_id, Payment.account_id == account_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def get_by_id(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = False) -> Payment | None:
+    """Unscoped: for work that is not a caller's request (declines recorded, webhooks, reconciler)."""
+    query = select(Payment).where(Payment.id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def get_by_intent(session: AsyncSession, intent_id: str, *, lock: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.stripe_payment_intent_id == intent_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def events(session: AsyncSession, payment_id: uuid.UUID) -> Sequence[PaymentEvent]:
+    result = await session.scalars(
+        select(PaymentEvent).where(PaymentEvent.payment_id == payment_id).order_by(PaymentEvent.id)
+    )
+    return result.all()
+
+
+async def attempt(session: AsyncSession, payment_id: uuid.UUID, number: int) -> PaymentAttempt:
+    return await session.scalar(
+        select(PaymentAttempt).where(PaymentAttempt.payment_id == payment_id, PaymentAttempt.number == number)
+    )
+
+
+async def has_pending_attempt(session: AsyncSession, payment_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(PaymentAttempt.id).where(PaymentAttempt.payment_id == payment_id, PaymentAttempt.outcome == "pending")
+    )
+    return found is not None
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    user_id: uuid.UUID | None = None
+    statuses: tuple[str, ...] = ()
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+def encode_cursor(payment: Payment) -> str:
+    raw = json.dumps({"t": payment.created_at.isoformat(), "id": str(payment.id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(raw["t"]), uuid.UUID(raw["id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidRequest("The cursor is not one this API returned.", code="parameter_invalid", param="cursor") from error
+
+
+async def history(
+    session: AsyncSession, account_id: uuid.UUID, where: HistoryFilter, *, limit: int, cursor: str | None
+) -> tuple[Sequence[Payment], bool]:
+    """Newest first, keyset-paginated on (created_at, id): rows inserted while a
+    client pages land before its cursor, so pages never repeat or skip a row."""
+    query = select(Payment).where(Payment.account_id == account_id)
+    if where.user_id:
+        query = query.where(Payment.user_id == where.user_id)
+    if where.statuses:
+        query = query.where(Payment.status.in_(where.statuses))
+    if where.created_gte:
+        query = query.where(Payment.created_at >= where.created_gte)
+    if where.created_lt:
+        query = query.where(Payment.created_at < where.created_lt)
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        query = query.where(or_(Payment.created_at < at, and_(Payment.created_at == at, Payment.id < last_id)))
+    rows = (await session.scalars(query.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1))).all()
+    return rows[:limit], len(rows) > limit

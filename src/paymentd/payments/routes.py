@@ -1,0 +1,146 @@
+"""HTTP routes of /api/payments: parse -> service -> schema. No SQL, no Stripe."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from paymentd.auth.keys import Scope
+from paymentd.auth.service import Principal
+from paymentd.deps import request_id, require
+from paymentd.http import ExactJSONRoute
+from paymentd.money import Money
+from paymentd.payments import service as payments
+from paymentd.payments.models import Payment, PaymentEvent
+from paymentd.payments.repository import encode_cursor
+from paymentd.payments.schemas import (
+    PaymentCancel,
+    PaymentCapture,
+    PaymentConfirm,
+    PaymentCreate,
+    PaymentDetailOut,
+    PaymentEventOut,
+    PaymentOut,
+    PaymentPage,
+)
+
+router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute)
+
+
+def get_service(request: Request) -> payments.PaymentService:
+    return request.app.state.payments
+
+
+Service = Annotated[payments.PaymentService, Depends(get_service)]
+RequestId = Annotated[str, Depends(request_id)]
+
+
+def present(payment: Payment) -> PaymentOut:
+    def money(minor: int) -> str:
+        return Money.from_minor(minor, payment.currency).to_api()
+
+    return PaymentOut(
+        id=payment.id,
+        user_id=payment.user_id,
+        amount=money(payment.amount),
+        currency=payment.currency,
+        status=payment.status,
+        amount_refunded=money(payment.amount_refunded),
+        amount_capturable=money(payment.amount_capturable),
+        amount_received=money(payment.amount_received),
+        payment_method_types=payment.payment_method_types,
+        payment_method=payment.payment_method,
+        capture_method=payment.capture_method,
+        description=payment.description,
+        metadata=payment.metadata_,
+        receipt_email=payment.receipt_email,
+        client_secret=payment.client_secret,
+        stripe_payment_intent_id=payment.stripe_payment_intent_id,
+        next_action=payment.next_action,
+        last_payment_error=payment.last_payment_error,
+        receipt_number=payment.receipt_number,
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+    )
+
+
+def present_event(event: PaymentEvent) -> PaymentEventOut:
+    return PaymentEventOut(from_=event.from_status, to=event.to_status, at=event.created_at, source=event.source)
+
+
+@router.post("/create", status_code=201, response_model=PaymentOut)
+async def create_payment(
+    body: PaymentCreate,
+    service: Service,
+    rid: RequestId,
+    principal: Principal = Depends(require(Scope.payments_write)),
+) -> PaymentOut:
+    return present(await service.create(principal, body, rid))
+
+
+@router.post("/confirm", response_model=PaymentOut)
+async def confirm_payment(
+    body: PaymentConfirm,
+    service: Service,
+    rid: RequestId,
+    principal: Principal = Depends(require(Scope.payments_write)),
+) -> PaymentOut:
+    return present(await service.confirm(principal, body, rid))
+
+
+@router.post("/capture", response_model=PaymentOut)
+async def capture_payment(
+    body: PaymentCapture,
+    service: Service,
+    rid: RequestId,
+    principal: Principal = Depends(require(Scope.payments_write)),
+) -> PaymentOut:
+    return present(await service.capture(principal, body, rid))
+
+
+@router.post("/cancel", response_model=PaymentOut)
+async def cancel_payment(
+    body: PaymentCancel,
+    service: Service,
+    rid: RequestId,
+    principal: Principal = Depends(require(Scope.payments_write)),
+) -> PaymentOut:
+    return present(await service.cancel(principal, body, rid))
+
+
+@router.get("/history", response_model=PaymentPage)
+async def payment_history(
+    service: Service,
+    principal: Principal = Depends(require(Scope.payments_read)),
+    user_id: uuid.UUID | None = None,
+    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> PaymentPage:
+    where = payments.history_filter(user_id, status, created_gte, created_lt)
+    rows, has_more = await service.history(principal, where, limit=limit, cursor=cursor)
+    return PaymentPage(
+        data=[present(p) for p in rows],
+        has_more=has_more,
+        next_cursor=encode_cursor(rows[-1]) if has_more else None,
+    )
+
+
+@router.get("/{payment_id}", response_model=PaymentDetailOut)
+async def get_payment(
+    payment_id: uuid.UUID,
+    service: Service,
+    principal: Principal = Depends(require(Scope.payments_read)),
+) -> PaymentDetailOut:
+    view = await service.get(principal, payment_id)
+    return PaymentDetailOut(
+        **present(view.payment).model_dump(),
+        # Refunds arrive with the refunds feature (issue 5); until then a payment has none.
+        refunds=[],
+        events=[present_event(e) for e in view.events],
+    )

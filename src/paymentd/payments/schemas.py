@@ -1,0 +1,86 @@
+"""Request and response bodies of /api/payments (API.md's payment object)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from paymentd.schemas import Amount, Currency, Email, Metadata, PaymentMethodId, RequestModel
+
+PaymentMethodType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="A Stripe payment method type")]
+Description = Annotated[str, Field(max_length=1000)]
+
+
+class PaymentCreate(RequestModel):
+    user_id: uuid.UUID
+    amount: Amount
+    currency: Currency = "usd"
+    description: Description | None = None
+    payment_method_types: Annotated[list[PaymentMethodType], Field(min_length=1, max_length=20)] = ["card"]
+    payment_method: PaymentMethodId | None = None
+    capture_method: Literal["automatic", "manual"] = "automatic"
+    receipt_email: Email | None = None
+    metadata: Metadata = {}
+
+
+class PaymentConfirm(RequestModel):
+    payment_id: uuid.UUID
+    payment_method: PaymentMethodId | None = None
+    return_url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
+
+
+class PaymentCapture(RequestModel):
+    payment_id: uuid.UUID
+    amount: Amount | None = None
+
+
+class PaymentCancel(RequestModel):
+    payment_id: uuid.UUID
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer", "abandoned"] | None = None
+
+
+class PaymentEventOut(BaseModel):
+    from_: str | None = Field(alias="from", serialization_alias="from")
+    to: str
+    at: datetime
+    source: Literal["api", "webhook", "reconciler"]
+
+    model_config = {"populate_by_name": True}
+
+
+class PaymentOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    amount: str
+    currency: str
+    status: str
+    amount_refunded: str
+    amount_capturable: str
+    amount_received: str
+    payment_method_types: list[str]
+    payment_method: str | None
+    capture_method: str
+    description: str | None
+    metadata: dict[str, str]
+    receipt_email: str | None
+    client_secret: str | None
+    stripe_payment_intent_id: str | None
+    next_action: dict[str, Any] | None
+    last_payment_error: dict[str, Any] | None
+    receipt_number: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentDetailOut(PaymentOut):
+    refunds: list[dict[str, Any]]
+    events: list[PaymentEventOut]
+
+
+class PaymentPage(BaseModel):
+    data: list[PaymentOut]
+    has_more: bool
+    next_cursor: str | None

@@ -1,0 +1,322 @@
+"""The payment-processor boundary: the PaymentProvider protocol and the neutral types it speaks.
+
+Everything above this line talks in these types, so Stripe's names stop at
+`providers/stripe.py` and a second processor is one new module. Amounts are integers in minor units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "CardDetails",
+    "PaymentError",
+    "PaymentMethodInfo",
+    "PaymentProvider",
+    "ProviderAuthError",
+    "ProviderDeclined",
+    "ProviderError",
+    "ProviderEvent",
+    "ProviderIdempotencyError",
+    "ProviderInvalidRequest",
+    "ProviderPayment",
+    "ProviderRefund",
+    "ProviderStatus",
+    "ProviderUnavailable",
+    "UnavailableKind",
+    "WebhookSignatureError",
+]
+
+
+class ProviderStatus(StrEnum):
+    """A processor payment's status, in the processor-neutral vocabulary."""
+
+    requires_payment_method = "requires_payment_method"
+    requires_confirmation = "requires_confirmation"
+    requires_action = "requires_action"
+    processing = "processing"
+    requires_capture = "requires_capture"
+    succeeded = "succeeded"
+    canceled = "canceled"
+    # A status we do not recognise (the processor added one). Never persisted:
+    # the service treats it as "ask again later" rather than guessing a move.
+    unknown = "unknown"
+
+
+@dataclass(frozen=True)
+class CardDetails:
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
+class PaymentMethodInfo:
+    id: str
+    type: str
+    card: CardDetails | None
+    customer: str | None
+    created: datetime | None = None
+    # What a receipt prints for any method, cards included ("Visa ••••4242",
+    # "SEPA Direct Debit ••••3000"); never more than brand/bank and last 4.
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentError:
+    """Why the last attempt on a payment failed (Stripe's `last_payment_error`)."""
+
+    code: str | None
+    decline_code: str | None
+    message: str
+    payment_method: str | None
+    type: str | None
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    id: str
+    status: ProviderStatus
+    amount: int
+    currency: str
+    amount_received: int
+    amount_capturable: int
+    # Kept out of repr so that logging a payment never prints the secret.
+    client_secret: str | None = field(repr=False)
+    payment_method: str | None
+    payment_method_types: tuple[str, ...]
+    capture_method: str
+    # Passed through to API clients as-is: it is what the client-side SDK needs.
+    next_action: dict[str, Any] | None
+    last_error: PaymentError | None
+    latest_charge: str | None
+    # From the expanded latest charge (or payment method), for receipts.
+    payment_method_details: PaymentMethodInfo | None
+    customer: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: str  # pending | succeeded | failed | canceled | requires_action
+    failure_reason: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    id: str
+    type: str
+    created: datetime
+    object_type: str
+    # Neutral where we know the object (payment intents, refunds); the raw dict otherwise.
+    object: ProviderPayment | ProviderRefund | dict[str, Any]
+    livemode: bool
+    # For payment, charge, refund and dispute events: the payment they concern.
+    payment_intent_id: str | None
+
+
+# --------------------------------------------------------------------------- errors
+
+UnavailableKind = Literal["connection", "timeout", "server", "rate_limited", "conflict"]
+
+
+class ProviderError(Exception):
+    """Base of every failure a provider reports.
+
+    ProviderError(Exception)            message, code, request_id (processor's), http_status
+    ├── ProviderDeclined                a decline: decline_code, payment (the payment after it)
+    ├── ProviderInvalidRequest          our bug or bad params (param); never retried
+    ├── ProviderAuthError               bad API key or missing permission
+    ├── ProviderIdempotencyError        key reused with other parameters
+    ├── ProviderUnavailable             transient (kind, retry_after); retry with the SAME key
+    └── WebhookSignatureError           webhook not verified (bad/stale signature) or unreadable
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.http_status = http_status
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, code={self.code!r}, "
+            f"request_id={self.request_id!r}, http_status={self.http_status!r})"
+        )
+
+
+class ProviderDeclined(ProviderError):
+    """The payment method was declined. Not retried: the caller may try another method."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        decline_code: str | None = None,
+        payment: ProviderPayment | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, request_id=request_id, http_status=http_status)
+        self.decline_code = decline_code
+        # The payment as it stands after the decline (usually requires_payment_method).
+        self.payment = payment
+
+
+class ProviderInvalidRequest(ProviderError):
+    """The processor refused our parameters or the object's state. Never retried."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, request_id=request_id, http_status=http_status)
+        self.param = param
+
+
+class ProviderAuthError(ProviderError):
+    """The API key is wrong, revoked, or lacks a permission."""
+
+
+class ProviderIdempotencyError(ProviderError):
+    """The idempotency key was already used with different parameters."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure; safe to retry later with the same idempotency key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: UnavailableKind,
+        retry_after: float | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, request_id=request_id, http_status=http_status)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+class WebhookSignatureError(ProviderError):
+    """A webhook whose signature is missing, wrong, stale, or whose body cannot be read."""
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class PaymentProvider(Protocol):
+    """What paymentd needs from a payment processor.
+
+    Every mutating call takes the caller's `idempotency_key` and hands it to the
+    processor unchanged, so a retry can never charge or refund twice.
+    """
+
+    name: str
+    sandbox: bool
+
+    async def create_customer(
+        self,
+        *,
+        email: str | None,
+        name: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str: ...
+
+    async def create_payment(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        payment_method_types: Sequence[str],
+        capture_method: str,
+        payment_method: str | None,
+        customer: str | None,
+        description: str | None,
+        receipt_email: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> ProviderPayment: ...
+
+    async def confirm_payment(
+        self,
+        payment_id: str,
+        *,
+        payment_method: str | None,
+        return_url: str | None,
+        idempotency_key: str,
+    ) -> ProviderPayment: ...
+
+    async def capture_payment(
+        self, payment_id: str, *, amount: int | None, idempotency_key: str
+    ) -> ProviderPayment: ...
+
+    async def cancel_payment(
+        self, payment_id: str, *, reason: str | None, idempotency_key: str
+    ) -> ProviderPayment: ...
+
+    async def retrieve_payment(self, payment_id: str) -> ProviderPayment: ...
+
+    async def create_refund(
+        self,
+        *,
+        payment_id: str,
+        amount: int | None,
+        reason: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> ProviderRefund: ...
+
+    async def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodInfo: ...
+
+    async def attach_payment_method(
+        self, payment_method_id: str, *, customer: str, idempotency_key: str
+    ) -> PaymentMethodInfo: ...
+
+    async def detach_payment_method(
+        self, payment_method_id: str, *, idempotency_key: str
+    ) -> PaymentMethodInfo: ...
+
+    async def list_payment_methods(self, customer: str) -> list[PaymentMethodInfo]: ...
+
+    # Not `async def`: implementations are async generators, so the call itself
+    # returns the iterator (`async for ev in provider.list_events(...)`), no await.
+    def list_events(
+        self, *, created_gte: datetime, types: Sequence[str] | None = None
+    ) -> AsyncIterator[ProviderEvent]: ...
+
+    def parse_webhook(self, payload: bytes, signature_header: str) -> ProviderEvent: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""A merchant's customers: who pays, and their saved payment methods."""

@@ -1,0 +1,41 @@
+"""Pydantic validation failures in the contract's terms (Stripe's codes), one place.
+
+The offending input is never echoed back: it could be a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from paymentd.errors import InvalidRequest
+
+_CODES = {
+    "missing": "parameter_missing",
+    "extra_forbidden": "parameter_unknown",
+    "json_invalid": "body_invalid_json",
+    "model_attributes_type": "body_invalid",
+    "dict_type": "parameter_invalid",
+    "string_too_long": "parameter_invalid_string_too_long",
+    "string_too_short": "parameter_invalid_empty",
+    "string_pattern_mismatch": "parameter_invalid",
+    "uuid_parsing": "parameter_invalid_uuid",
+    "uuid_type": "parameter_invalid_uuid",
+    "int_parsing": "parameter_invalid_integer",
+    "literal_error": "parameter_invalid",
+}
+
+
+def validation_error(errors: Sequence[Any]) -> InvalidRequest:
+    first = errors[0] if errors else {"type": "invalid", "loc": (), "msg": "Invalid request."}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    # Union members add their type name to the location; it means nothing to a caller.
+    loc = [part for part in loc if not part.startswith(("str", "int", "decimal", "function-", "constrained"))]
+    param = ".".join(loc) or None
+    code = _CODES.get(first.get("type", ""), "parameter_invalid")
+    if first.get("type") == "json_invalid":
+        param = None
+    message = first.get("msg", "Invalid request.")
+    if param:
+        message = f"{message} ({param})"
+    return InvalidRequest(message, code=code, param=param)

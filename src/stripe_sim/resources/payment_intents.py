@@ -1,0 +1,455 @@
+"""PaymentIntents and Stripe's payment status machine.
+
+requires_payment_method -> requires_confirmation -> (requires_action) ->
+processing | requires_capture | succeeded, or canceled; a declined attempt
+returns to requires_payment_method with `last_payment_error`. The outcome of
+each attempt comes from the test instrument behind the PaymentMethod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import testcards
+from ..context import SYSTEM, Ctx, now
+from ..errors import StripeError, invalid_request, resource_missing, unexpected_state
+from . import charges, disputes, payment_methods
+from .common import fetch, list_page, merged_metadata
+
+# Minimum charge amounts in the smallest currency unit (Stripe's published table).
+MINIMUMS = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250,
+    "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200,
+    "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
+}
+ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp", "huf"}
+MAX_AMOUNT = 99_999_999
+
+# Which currencies each non-card method accepts, and its default payment_method_options.
+METHOD_CURRENCIES = {"sepa_debit": {"eur"}, "ideal": {"eur"}, "bancontact": {"eur"}, "us_bank_account": {"usd"}}
+METHOD_OPTIONS = {
+    "card": {"installments": None, "mandate_options": None, "network": None, "request_three_d_secure": "automatic"},
+    "sepa_debit": {}, "ideal": {}, "bancontact": {"preferred_language": "en"},
+    "us_bank_account": {"verification_method": "automatic"},
+}
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action")
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{amount} {currency}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency}"
+
+
+def _check_amount(amount: int, currency: str, param: str = "amount") -> None:
+    minimum = MINIMUMS[currency]
+    if amount < minimum:
+        raise invalid_request(f"Amount must be at least {_money(minimum, currency)}", param=param,
+                              code="amount_too_small")
+    if amount > MAX_AMOUNT:
+        raise invalid_request(f"Amount must be no more than {_money(MAX_AMOUNT, currency)}", param=param,
+                              code="amount_too_large")
+
+
+def _check_currency(currency: str) -> str:
+    currency = currency.lower()
+    if currency not in MINIMUMS:
+        raise invalid_request(f"Invalid currency: {currency}. Stripe currently supports these currencies: "
+                              + ", ".join(sorted(MINIMUMS)), param="currency")
+    return currency
+
+
+def _method_types(params: dict[str, Any], currency: str) -> tuple[list[str], dict[str, Any] | None]:
+    """payment_method_types and automatic_payment_methods, as Stripe derives them."""
+    given = params.get("payment_method_types")
+    if not given:
+        # No explicit types: Stripe turns on automatic payment methods (the Dashboard's set).
+        types = ["card"] + sorted(t for t, cur in METHOD_CURRENCIES.items() if currency in cur)
+        apm = params.get("automatic_payment_methods") or {"enabled": True}
+        return types, {"allow_redirects": apm.get("allow_redirects", "always"), "enabled": apm["enabled"]}
+    for i, pm_type in enumerate(given):
+        if pm_type not in METHOD_OPTIONS:
+            raise invalid_request(f"The payment method type \"{pm_type}\" is invalid. Please ensure the provided "
+                                  "type is activated in your dashboard (https://dashboard.stripe.com/account/"
+                                  "payments/settings) and your account is enabled for any preview features that "
+                                  "you are trying to use.", param=f"payment_method_types[{i}]")
+        if currency not in METHOD_CURRENCIES.get(pm_type, {currency}):
+            allowed = ", ".join(sorted(METHOD_CURRENCIES[pm_type]))
+            raise invalid_request(f"The currency provided ({currency}) is invalid. Payments with {pm_type} "
+                                  f"support the following currencies: {allowed}.", param="currency",
+                                  code="payment_intent_invalid_parameter")
+    return list(given), None
+
+
+def _method_options(types: list[str], given: dict[str, Any] | None) -> dict[str, Any]:
+    given = given or {}
+    return {t: {**METHOD_OPTIONS[t], **given.get(t, {})} if t in given else METHOD_OPTIONS[t] for t in types}
+
+
+def _pick_method(sim: Any, pi: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    if params.get("payment_method_data"):
+        return payment_methods.build(sim, params["payment_method_data"])
+    if params.get("payment_method"):
+        return payment_methods.resolve(sim, params["payment_method"])
+    if pi["payment_method"]:
+        return sim.store.payment_methods.get(pi["payment_method"])
+    return None
+
+
+def _check_method(sim: Any, pi: dict[str, Any], pm: dict[str, Any]) -> None:
+    if pm["type"] not in pi["payment_method_types"]:
+        raise invalid_request(
+            f"The provided PaymentMethod type ({pm['type']}) is not allowed for this PaymentIntent. Please attach "
+            f"a PaymentMethod of one of the following types: {', '.join(pi['payment_method_types'])}.",
+            param="payment_method", code="payment_intent_incompatible_payment_method")
+    if pm["customer"] is not None and pm["customer"] != pi["customer"]:
+        raise invalid_request(
+            f"The provided PaymentMethod belongs to a Customer ({pm['customer']}), but this PaymentIntent "
+            f"{'has no Customer' if pi['customer'] is None else 'belongs to another Customer'}. Pass the "
+            "PaymentMethod's Customer as `customer`.", param="payment_method")
+    if pm["id"] in sim.store.consumed_pms:
+        raise invalid_request(
+            "The provided PaymentMethod was previously used with a PaymentIntent without Customer attachment, "
+            "shared with a connected account without Customer attachment, or was detached from a Customer. It "
+            "may not be used again. To use a PaymentMethod multiple times, you must attach it to a Customer "
+            "first.", param="payment_method")
+
+
+def _new_pi(sim: Any, params: dict[str, Any], currency: str) -> dict[str, Any]:
+    store = sim.store
+    pi_id = store.ids.new("pi")
+    types, apm = _method_types(params, currency)
+    return {
+        "id": pi_id,
+        "object": "payment_intent",
+        "amount": params["amount"],
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": 0,
+        "application": None,
+        "application_fee_amount": params.get("application_fee_amount"),
+        "automatic_payment_methods": apm,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": params.get("capture_method", "automatic_async"),
+        "client_secret": f"{pi_id}_secret_{store.ids.token(25)}",
+        "confirmation_method": params.get("confirmation_method", "automatic"),
+        "created": now(),
+        "currency": currency,
+        "customer": params.get("customer"),
+        "description": params.get("description"),
+        "excluded_payment_method_types": None,
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "metadata": merged_metadata({}, params.get("metadata") or {}),
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": _method_options(types, params.get("payment_method_options")),
+        "payment_method_types": types,
+        "processing": None,
+        "receipt_email": params.get("receipt_email"),
+        "review": None,
+        "setup_future_usage": params.get("setup_future_usage"),
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": params.get("statement_descriptor"),
+        "statement_descriptor_suffix": params.get("statement_descriptor_suffix"),
+        "status": "requires_payment_method",
+        "transfer_data": None,
+        "transfer_group": params.get("transfer_group"),
+    }
+
+
+def create(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    store = sim.store
+    currency = _check_currency(params["currency"])
+    _check_amount(params["amount"], currency)
+    if params.get("customer"):
+        fetch(store.customers, params["customer"], "customer")
+    if params.get("off_session") is not None and not params.get("confirm"):
+        raise invalid_request("You may only specify `off_session` when `confirm=true`.", param="off_session")
+    pi = _new_pi(sim, params, currency)
+    pm = _pick_method(sim, pi, params)
+    if pm is not None:
+        _check_method(sim, pi, pm)
+        pi["payment_method"] = pm["id"]
+        pi["status"] = "requires_confirmation"
+    store.payment_intents.add(pi, pi["customer"])
+    sim.emit("payment_intent.created", pi, ctx)
+    if params.get("confirm"):
+        return _confirm(sim, pi, params, ctx)
+    return pi
+
+
+def retrieve(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    return fetch(sim.store.payment_intents, pi_id, "intent")
+
+
+_STATUS_LOCKED = ("amount", "currency", "payment_method", "payment_method_types", "capture_method", "customer")
+
+
+def update(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    store = sim.store
+    pi = fetch(store.payment_intents, pi_id, "intent")
+    locked = [key for key in _STATUS_LOCKED if key in params]
+    if locked and pi["status"] not in CONFIRMABLE:
+        raise unexpected_state(
+            f"This PaymentIntent's {locked[0]} could not be updated because it has a status of {pi['status']}. "
+            "You may only update the " + locked[0] + " of a PaymentIntent with one of the following statuses: "
+            + ", ".join(CONFIRMABLE) + ".", param=locked[0], payment_intent=pi)
+    currency = _check_currency(params["currency"]) if "currency" in params else pi["currency"]
+    if "amount" in params or "currency" in params:
+        _check_amount(params.get("amount", pi["amount"]), currency)
+        pi["amount"], pi["currency"] = params.get("amount", pi["amount"]), currency
+    if "customer" in params:
+        if params["customer"]:
+            fetch(store.customers, params["customer"], "customer")
+        pi["customer"] = params["customer"] or None
+        if pi["customer"]:
+            store.payment_intents.by_owner[pi["customer"]].add(pi_id)
+    if "payment_method_types" in params:
+        types, apm = _method_types(params, currency)
+        pi["payment_method_types"], pi["automatic_payment_methods"] = types, apm
+        pi["payment_method_options"] = _method_options(types, params.get("payment_method_options"))
+    for key in ("description", "receipt_email", "statement_descriptor", "statement_descriptor_suffix",
+                "setup_future_usage", "capture_method", "transfer_group"):
+        if key in params:
+            pi[key] = params[key] or None
+    if "metadata" in params:
+        pi["metadata"] = merged_metadata(pi["metadata"], params["metadata"])
+    if "payment_method" in params or "payment_method_data" in params:
+        pm = _pick_method(sim, pi, params)
+        if pm is not None:
+            _check_method(sim, pi, pm)
+        pi["payment_method"] = pm["id"] if pm else None
+    if locked and pi["status"] in CONFIRMABLE:
+        # Changing what is paid or how puts the PaymentIntent back before confirmation.
+        pi["status"] = "requires_confirmation" if pi["payment_method"] else "requires_payment_method"
+        pi["next_action"] = None
+    return pi
+
+
+def confirm(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    pi = fetch(sim.store.payment_intents, pi_id, "intent")
+    return _confirm(sim, pi, params, ctx)
+
+
+def _confirm(sim: Any, pi: dict[str, Any], params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    store = sim.store
+    if pi["status"] not in CONFIRMABLE:
+        raise unexpected_state(
+            f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}. Only a "
+            "PaymentIntent with one of the following statuses may be confirmed: requires_confirmation, "
+            "requires_payment_method, requires_action.", payment_intent=pi)
+    pm = _pick_method(sim, pi, params)
+    if pm is None:
+        raise unexpected_state(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. You can either update "
+            "the PaymentIntent with a payment method and then confirm it again, or confirm it again directly "
+            "with a payment method or ConfirmationToken.", payment_intent=pi)
+    _check_method(sim, pi, pm)
+    behaviour = store.pm_behaviour[pm["id"]]
+    return_url = params.get("return_url")
+    if behaviour.outcome == "redirect" and not return_url:
+        raise invalid_request(f"You must provide a `return_url` when confirming a PaymentIntent with the "
+                              f"payment method type {pm['type']}.", param="return_url")
+    for key in ("receipt_email", "setup_future_usage", "capture_method"):
+        if key in params:
+            pi[key] = params[key] or None
+    pi["payment_method"] = pm["id"]
+    pi["last_payment_error"] = None
+    off_session = bool(params.get("off_session"))
+    if behaviour.outcome in ("authenticate", "redirect"):
+        saved_off_session = behaviour.auth_unless_saved and off_session and pm["customer"] is not None
+        if saved_off_session:
+            return _authorize(sim, pi, pm, behaviour, ctx)
+        if off_session:
+            _decline(sim, pi, pm, testcards.AUTH_REQUIRED, ctx)
+        return _require_action(sim, pi, pm, return_url, ctx)
+    return _authorize(sim, pi, pm, behaviour, ctx)
+
+
+def _require_action(sim: Any, pi: dict[str, Any], pm: dict[str, Any], return_url: str | None,
+                    ctx: Ctx) -> dict[str, Any]:
+    url = f"{sim.base_url}/_sim/redirect/{pi['id']}"
+    if return_url or pm["type"] != "card":
+        pi["next_action"] = {"type": "redirect_to_url", "redirect_to_url": {"return_url": return_url, "url": url}}
+    else:
+        pi["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {
+            "type": "three_d_secure_redirect", "stripe_js": url, "source": sim.store.ids.new("src")}}
+    pi["status"] = "requires_action"
+    sim.emit("payment_intent.requires_action", pi, ctx)
+    return pi
+
+
+def _error_for(pi: dict[str, Any], pm: dict[str, Any], error: dict[str, Any]) -> None:
+    pi["last_payment_error"] = {**error, "payment_method": pm}
+    pi["status"] = "requires_payment_method"
+    pi["payment_method"] = None
+    pi["next_action"] = None
+
+
+def _decline(sim: Any, pi: dict[str, Any], pm: dict[str, Any], decline: testcards.Decline, ctx: Ctx) -> None:
+    """Fail the attempt as the issuer would: a failed charge, then Stripe's 402 card_error."""
+    charge = charges.new(sim, pi, pm, status="failed", captured=False, failure_code=decline.code,
+                         failure_message=decline.message, decline_code=decline.decline_code)
+    error = {"charge": charge["id"], "code": decline.code,
+             "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
+             "message": decline.message, "type": "card_error"}
+    if decline.decline_code:
+        error["decline_code"] = decline.decline_code
+    pi["latest_charge"] = charge["id"]
+    _error_for(pi, pm, error)
+    sim.emit("charge.failed", charge, ctx)
+    sim.emit("payment_intent.payment_failed", pi, ctx)
+    request_log = f"https://dashboard.stripe.com/test/logs/{ctx.request_id}" if ctx.request_id else None
+    raise StripeError(402, {**error, "payment_intent": pi, "payment_method": pm, "request_log_url": request_log})
+
+
+def _authorize(sim: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: testcards.Behaviour,
+               ctx: Ctx) -> dict[str, Any]:
+    if behaviour.outcome == "decline":
+        _decline(sim, pi, pm, behaviour.decline, ctx)
+    pi["next_action"] = None
+    if behaviour.outcome == "delayed":
+        charge = charges.new(sim, pi, pm, status="pending", captured=True)
+        pi["latest_charge"], pi["status"] = charge["id"], "processing"
+        _settle_pm_usage(sim, pi, pm, ctx)
+        sim.emit("charge.pending", charge, ctx)
+        sim.emit("payment_intent.processing", pi, ctx)
+        sim.later(sim.config.settle_delay_ms, settle, sim, pi["id"], None)
+        return pi
+    manual = pi["capture_method"] == "manual"
+    charge = charges.new(sim, pi, pm, status="succeeded", captured=not manual)
+    pi["latest_charge"] = charge["id"]
+    _settle_pm_usage(sim, pi, pm, ctx)
+    sim.emit("charge.succeeded", charge, ctx)
+    if manual:
+        pi["status"], pi["amount_capturable"] = "requires_capture", pi["amount"]
+        sim.emit("payment_intent.amount_capturable_updated", pi, ctx)
+    else:
+        pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
+        sim.emit("payment_intent.succeeded", pi, ctx)
+        if behaviour.disputed:
+            sim.later(sim.config.dispute_delay_ms, disputes.open_for, sim, charge["id"], "fraudulent")
+    return pi
+
+
+def _settle_pm_usage(sim: Any, pi: dict[str, Any], pm: dict[str, Any], ctx: Ctx) -> None:
+    """Save the PaymentMethod to the customer if asked; otherwise it is spent, as at Stripe."""
+    if pm["customer"] is not None:
+        return
+    if pi["setup_future_usage"] and pi["customer"]:
+        payment_methods.attach_to(sim, pm, pi["customer"], ctx)
+    else:
+        sim.store.consumed_pms.add(pm["id"])
+
+
+def settle(sim: Any, pi_id: str, outcome: str | None) -> dict[str, Any]:
+    """End the processing of a delayed debit: `outcome` forces success or failure, else the bank decides."""
+    store = sim.store
+    pi = store.payment_intents.get(pi_id)
+    if pi is None or pi["status"] != "processing":
+        return pi
+    charge = store.charges.get(pi["latest_charge"])
+    pm = store.payment_methods.get(charge["payment_method"])
+    decline = store.pm_behaviour[pm["id"]].decline
+    if outcome == "succeed":
+        decline = None
+    elif outcome == "fail" and decline is None:
+        decline = testcards.Decline("generic_decline", None, "The payment was declined by the bank.")
+    if decline is None:
+        charge.update(status="succeeded", paid=True, outcome=charges._APPROVED)
+        pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
+        sim.emit("charge.succeeded", charge, SYSTEM)
+        sim.emit("payment_intent.succeeded", pi, SYSTEM)
+        return pi
+    charge.update(status="failed", captured=False, amount_captured=0, balance_transaction=None,
+                  failure_code=decline.code, failure_message=decline.message,
+                  outcome={**charges._APPROVED, "network_status": "declined_by_network",
+                           "reason": decline.code, "type": "issuer_declined",
+                           "seller_message": decline.message})
+    _error_for(pi, pm, {"charge": charge["id"], "code": decline.code, "message": decline.message,
+                        "type": "invalid_request_error"})
+    sim.emit("charge.failed", charge, SYSTEM)
+    sim.emit("payment_intent.payment_failed", pi, SYSTEM)
+    return pi
+
+
+def authenticate(sim: Any, pi_id: str, outcome: str) -> dict[str, Any]:
+    """What the customer does on the 3-D Secure or bank redirect page: pass or fail."""
+    store = sim.store
+    pi = store.payment_intents.get(pi_id)
+    if pi is None:
+        raise resource_missing("payment_intent", pi_id, "intent")
+    if pi["status"] != "requires_action":
+        raise unexpected_state(f"This PaymentIntent has a status of {pi['status']}; only a PaymentIntent in "
+                               "requires_action can be authenticated.", payment_intent=pi)
+    pm = store.payment_methods.get(pi["payment_method"])
+    if outcome == "succeed":
+        behaviour = store.pm_behaviour[pm["id"]]
+        try:
+            return _authorize(sim, pi, pm, testcards.Behaviour(disputed=behaviour.disputed)
+                              if behaviour.outcome in ("authenticate", "redirect") else behaviour, SYSTEM)
+        except StripeError:
+            return pi  # a decline after authentication leaves the PI in requires_payment_method
+    _error_for(pi, pm, {
+        "code": "payment_intent_authentication_failure",
+        "doc_url": "https://stripe.com/docs/error-codes/payment-intent-authentication-failure",
+        "message": "The provided PaymentMethod has failed authentication. You can provide payment_method_data "
+                   "or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
+        "type": "invalid_request_error"})
+    sim.emit("payment_intent.payment_failed", pi, SYSTEM)
+    return pi
+
+
+def capture(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    store = sim.store
+    pi = fetch(store.payment_intents, pi_id, "intent")
+    if pi["status"] != "requires_capture":
+        raise unexpected_state(
+            f"This PaymentIntent could not be captured because it has a status of {pi['status']}. Only a "
+            "PaymentIntent with one of the following statuses may be captured: requires_capture.",
+            payment_intent=pi)
+    amount = params.get("amount_to_capture", pi["amount_capturable"])
+    if amount > pi["amount_capturable"]:
+        raise invalid_request("The amount to capture must be less than or equal to the amount capturable "
+                              f"({pi['amount_capturable']}).", param="amount_to_capture", code="amount_too_large")
+    if amount < 1:
+        raise invalid_request("The amount to capture must be positive.", param="amount_to_capture")
+    if "metadata" in params:
+        pi["metadata"] = merged_metadata(pi["metadata"], params["metadata"])
+    charge = store.charges.get(pi["latest_charge"])
+    # Stripe releases the uncaptured remainder, which shows as refunded on the charge.
+    charge.update(captured=True, amount_captured=amount, amount_refunded=charge["amount"] - amount,
+                  balance_transaction=store.ids.new("txn"))
+    pi["status"], pi["amount_received"], pi["amount_capturable"] = "succeeded", amount, 0
+    sim.emit("charge.captured", charge, ctx)
+    sim.emit("payment_intent.succeeded", pi, ctx)
+    if store.pm_behaviour[charge["payment_method"]].disputed:
+        sim.later(sim.config.dispute_delay_ms, disputes.open_for, sim, charge["id"], "fraudulent")
+    return pi
+
+
+def cancel(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, Any]:
+    store = sim.store
+    pi = fetch(store.payment_intents, pi_id, "intent")
+    if pi["status"] not in CANCELABLE:
+        raise unexpected_state(
+            f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}. Only a "
+            "PaymentIntent with one of the following statuses may be canceled: " + ", ".join(CANCELABLE) + ".",
+            payment_intent=pi)
+    if pi["status"] == "requires_capture":
+        charge = store.charges.get(pi["latest_charge"])
+        charge.update(amount_refunded=charge["amount"], refunded=True)
+        sim.emit("charge.refunded", charge, ctx)
+    pi.update(status="canceled", canceled_at=now(), cancellation_reason=params.get("cancellation_reason"),
+              amount_capturable=0, next_action=None)
+    sim.emit("payment_intent.canceled", pi, ctx)
+    return pi
+
+
+def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    return list_page(sim.store.payment_intents, params, "/v1/payment_intents", owner=params.get("customer"))

@@ -1,0 +1,148 @@
+"""In-memory object store with Stripe's list semantics.
+
+Objects are Stripe-shaped dicts keyed by id (O(1) retrieval). Each
+collection also keeps an insertion-ordered index, globally and per owner
+(e.g. PaymentIntents by customer), so newest-first pages with
+`starting_after` / `ending_before` cost O(limit) however many objects exist.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from itertools import count
+from typing import Any, Callable, Iterator
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class IdFactory:
+    """Stripe-looking ids (`pi_3Q...`): a random per-process stem plus a counter, so never repeated."""
+
+    def __init__(self) -> None:
+        self._stem = "".join(_ALPHABET[b % 62] for b in os.urandom(10))
+        self._counter = count(1)
+
+    def new(self, prefix: str) -> str:
+        n = next(self._counter)
+        tail = []
+        while n:
+            n, r = divmod(n, 62)
+            tail.append(_ALPHABET[r])
+        return f"{prefix}_3{self._stem}{''.join(reversed(tail)).rjust(8, '0')}"
+
+    def token(self, size: int = 24) -> str:
+        return "".join(_ALPHABET[b % 62] for b in os.urandom(size))
+
+
+class Index:
+    """Append-only ordered id list with positions; removals leave tombstones."""
+
+    __slots__ = ("ids", "pos", "removed")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.removed: set[str] = set()
+
+    def add(self, object_id: str) -> None:
+        if object_id in self.pos and object_id not in self.removed:
+            return
+        self.removed.discard(object_id)
+        self.pos[object_id] = len(self.ids)
+        self.ids.append(object_id)
+
+    def remove(self, object_id: str) -> None:
+        if object_id in self.pos:
+            self.removed.add(object_id)
+
+    def newest_first(self, starting_after: str | None, ending_before: str | None) -> Iterator[str]:
+        """Ids newest first after the cursor; with ending_before, oldest first before the cursor."""
+        ids, removed = self.ids, self.removed
+        if ending_before is not None:
+            start = self.pos.get(ending_before, len(ids) - 1) + 1
+            for i in range(start, len(ids)):
+                if ids[i] not in removed and self.pos[ids[i]] == i:
+                    yield ids[i]
+            return
+        start = self.pos[starting_after] - 1 if starting_after in self.pos else len(ids) - 1
+        for i in range(start, -1, -1):
+            if ids[i] not in removed and self.pos[ids[i]] == i:
+                yield ids[i]
+
+
+class Collection:
+    """One resource type: objects by id, a global index and optional per-owner indexes."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.index = Index()
+        self.by_owner: defaultdict[str, Index] = defaultdict(Index)
+
+    def add(self, obj: dict[str, Any], *owners: str | None) -> dict[str, Any]:
+        """Store `obj`, listed globally and under each given owner id (customer, charge, ...)."""
+        self.objects[obj["id"]] = obj
+        self.index.add(obj["id"])
+        for owner in owners:
+            if owner:
+                self.by_owner[owner].add(obj["id"])
+        return obj
+
+    def get(self, object_id: str) -> dict[str, Any] | None:
+        return self.objects.get(object_id)
+
+    def page(self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None,
+             owner: str | None = None, keep: Callable[[dict[str, Any]], bool] | None = None,
+             ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` objects newest first, and whether more exist beyond them."""
+        index = self.index if owner is None else self.by_owner.get(owner)
+        if index is None:
+            return [], False
+        found: list[dict[str, Any]] = []
+        for object_id in index.newest_first(starting_after, ending_before):
+            obj = self.objects[object_id]
+            if keep is not None and not keep(obj):
+                continue
+            if len(found) == limit:
+                return (found[::-1] if ending_before else found), True
+            found.append(obj)
+        return (found[::-1] if ending_before else found), False
+
+
+class Store:
+    """All simulated Stripe state; `reset()` empties it."""
+
+    KINDS = {
+        "pi": "payment_intent", "ch": "charge", "pm": "payment_method", "cus": "customer",
+        "re": "refund", "evt": "event", "we": "webhook_endpoint", "du": "dispute",
+    }
+
+    def __init__(self) -> None:
+        self.ids = IdFactory()
+        self.reset()
+
+    def reset(self) -> None:
+        self.payment_intents = Collection("payment_intent")
+        self.charges = Collection("charge")
+        self.payment_methods = Collection("payment_method")
+        self.customers = Collection("customer")
+        self.refunds = Collection("refund")
+        self.events = Collection("event")
+        self.webhook_endpoints = Collection("webhook_endpoint")
+        self.disputes = Collection("dispute")
+        # Simulator-only facts that Stripe keeps server-side and never shows.
+        self.pm_behaviour: dict[str, Any] = {}
+        self.consumed_pms: set[str] = set()
+        self.webhook_secrets: dict[str, str] = {}
+
+    def by_prefix(self, object_id: str) -> dict[str, Any] | None:
+        """Find any stored object from its id prefix (used by `expand`)."""
+        prefix = object_id.split("_", 1)[0]
+        kind = self.KINDS.get(prefix)
+        return getattr(self, kind + "s").get(object_id) if kind else None
+
+
+def now() -> int:
+    return int(time.time())
