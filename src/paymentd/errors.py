@@ -4,7 +4,7 @@ Every failure a client can see is one of these classes; the HTTP layer turns any
 of them into a status, headers and body in exactly one way (``envelope()``).
 
     PaymentdError(Exception)        500 api_error             code internal_error
-    ├── InvalidRequest              400 invalid_request_error  code invalid_request
+    ├── InvalidRequest              400 invalid_request_error  code invalid_request  (other HTTP 4xx: 405, 413...)
     │   ├── NotFound                404                        code resource_missing
     │   ├── Conflict                409                        code invalid_state (or e.g. amount_exceeds_refundable)
     │   └── Unprocessable           422                        code unprocessable_entity
@@ -138,10 +138,16 @@ def _seconds(value: float) -> int:
 
 
 class InvalidRequest(PaymentdError):
-    """The request cannot be served as sent: bad JSON, bad values (400)."""
+    """The request cannot be served as sent: bad JSON, bad values (400).
+
+    API.md gives this type 400/404/409/422. The HTTP layer may also use it for
+    refusals the table does not list but HTTP names exactly (405 method, 413 body
+    too large, 415 media type...), so any 4xx is accepted except those that
+    belong to another type (401, 402, 403, 429).
+    """
 
     default_status = 400
-    allowed_statuses = frozenset({400})
+    allowed_statuses = frozenset(range(400, 500)) - {401, 402, 403, 429}
     type = "invalid_request_error"
     default_code = "invalid_request"
 

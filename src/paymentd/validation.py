@@ -18,6 +18,7 @@ _CODES = {
     "dict_type": "parameter_invalid",
     "string_too_long": "parameter_invalid_string_too_long",
     "string_too_short": "parameter_invalid_empty",
+    "too_short": "parameter_invalid_empty",
     "string_pattern_mismatch": "parameter_invalid",
     "uuid_parsing": "parameter_invalid_uuid",
     "uuid_type": "parameter_invalid_uuid",
@@ -31,6 +32,9 @@ def validation_error(errors: Sequence[Any]) -> InvalidRequest:
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
     # Union members add their type name to the location; it means nothing to a caller.
     loc = [part for part in loc if not part.startswith(("str", "int", "decimal", "function-", "constrained"))]
+    if loc[-1:] == ["[key]"]:
+        # A bad metadata key: name the object, not the (possibly secret) key text.
+        loc = loc[:-2]
     param = ".".join(loc) or None
     code = _CODES.get(first.get("type", ""), "parameter_invalid")
     if first.get("type") == "json_invalid":

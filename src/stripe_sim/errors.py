@@ -91,9 +91,10 @@ def missing_api_key() -> StripeError:
 
 
 def invalid_api_key(key: str) -> StripeError:
-    # Stripe masks all but the prefix and the last four characters.
+    # Stripe masks all but the key's prefix and its last four characters.
     prefix = key[:8] if key.startswith(("sk_", "rk_", "pk_")) else ""
-    masked = prefix + "*" * max(len(key) - len(prefix) - 4, 0) + key[-4:]
+    tail = key[-4:] if len(key) > len(prefix) + 8 else ""
+    masked = prefix + "*" * (len(key) - len(prefix) - len(tail)) + tail
     err = invalid_request(f"Invalid API Key provided: {masked}", status=401)
     err.headers["WWW-Authenticate"] = 'Basic realm="Stripe"'
     return err

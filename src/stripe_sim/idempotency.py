@@ -4,28 +4,28 @@ Stripe saves the first response to a key (errors included) once the request
 starts executing, replays it for the same parameters with
 `Idempotent-Replayed: true`, refuses other parameters with 400
 `idempotency_error`, and answers 409 while the first request still runs.
-Saved bodies are zlib-compressed: a benchmark keeps hundreds of thousands.
+Saved bodies are packed (see snapshots.py): a benchmark keeps hundreds of thousands.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from dataclasses import dataclass
 
 from .errors import StripeError, invalid_request
+from .snapshots import pack, unpack
 
 
 @dataclass(slots=True)
 class Entry:
-    fingerprint: tuple
+    fingerprint: int
     created: float
     status: int = 0          # 0 while the first request is still executing
-    body: bytes = b""        # compressed JSON body
+    body: bytes = b""        # packed JSON body
     headers: tuple = ()
 
     def response(self) -> bytes:
-        return zlib.decompress(self.body)
+        return unpack(self.body)
 
 
 class IdempotencyCache:
@@ -33,7 +33,7 @@ class IdempotencyCache:
         self.ttl_s = ttl_s
         self.entries: dict[tuple[str, str], Entry] = {}
 
-    def begin(self, scope: tuple[str, str], fingerprint: tuple) -> Entry | None:
+    def begin(self, scope: tuple[str, str], fingerprint: int) -> Entry | None:
         """Register a new key (returns None), or return the saved entry to replay.
 
         Raises Stripe's errors for a key reused with other parameters or still in flight.
@@ -63,7 +63,7 @@ class IdempotencyCache:
     def finish(self, scope: tuple[str, str], status: int, body: bytes, headers: tuple = ()) -> None:
         entry = self.entries.get(scope)
         if entry is not None:
-            entry.status, entry.body, entry.headers = status, zlib.compress(body, 1), headers
+            entry.status, entry.body, entry.headers = status, pack(body), headers
 
     def abandon(self, scope: tuple[str, str]) -> None:
         """Forget a key whose request never executed (faults, rate limits), as Stripe does."""

@@ -116,7 +116,7 @@ class Store:
 
     KINDS = {
         "pi": "payment_intent", "ch": "charge", "pm": "payment_method", "cus": "customer",
-        "re": "refund", "evt": "event", "we": "webhook_endpoint", "du": "dispute",
+        "re": "refund", "we": "webhook_endpoint", "du": "dispute",
     }
 
     def __init__(self) -> None:
@@ -138,7 +138,7 @@ class Store:
         self.webhook_secrets: dict[str, str] = {}
 
     def by_prefix(self, object_id: str) -> dict[str, Any] | None:
-        """Find any stored object from its id prefix (used by `expand`)."""
+        """Find any expandable stored object from its id prefix (used by `expand`)."""
         prefix = object_id.split("_", 1)[0]
         kind = self.KINDS.get(prefix)
         return getattr(self, kind + "s").get(object_id) if kind else None

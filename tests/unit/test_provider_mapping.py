@@ -451,6 +451,13 @@ def test_card_error_without_payment_intent():
     assert err.payment is None and err.decline_code is None
 
 
+def test_card_error_with_a_malformed_payment_intent_is_still_a_decline():
+    json_body = body(type="card_error", code="card_declined", decline_code="generic_decline", message="Your card was declined.", payment_intent={"id": "pi_1"})
+    err = map_stripe_error(stripe.CardError("Your card was declined.", None, "card_declined", None, 402, json_body, HEADERS))
+    assert isinstance(err, ProviderDeclined)
+    assert err.decline_code == "generic_decline" and err.payment is None
+
+
 def test_invalid_request():
     json_body = body(type="invalid_request_error", code="parameter_invalid_integer", param="amount", message="Invalid integer: abc")
     err = map_stripe_error(stripe.InvalidRequestError("Invalid integer: abc", "amount", "parameter_invalid_integer", None, 400, json_body, HEADERS))
@@ -606,3 +613,4 @@ async def test_mutating_call_without_idempotency_key_never_reaches_stripe(provid
     # The SDK would invent a random key; an empty one must fail before any request.
     with pytest.raises(ValueError):
         await provider.cancel_payment("pi_3QabcIntent", reason=None, idempotency_key="")
+

@@ -116,66 +116,68 @@ __all__ = [
 
 
 class PaymentStatus(StrEnum):
-    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
-    REQUIRES_CONFIRMATION = "requires_confirmation"
-    REQUIRES_ACTION = "requires_action"
-    PROCESSING = "processing"
-    REQUIRES_CAPTURE = "requires_capture"
-    SUCCEEDED = "succeeded"
-    PARTIALLY_REFUNDED = "partially_refunded"
-    REFUNDED = "refunded"
-    CANCELED = "canceled"
-    DISPUTED = "disputed"
+    # Member names equal their values (PaymentStatus.succeeded == "succeeded"), so
+    # code, database rows and API strings all read the same.
+    requires_payment_method = "requires_payment_method"
+    requires_confirmation = "requires_confirmation"
+    requires_action = "requires_action"
+    processing = "processing"
+    requires_capture = "requires_capture"
+    succeeded = "succeeded"
+    partially_refunded = "partially_refunded"
+    refunded = "refunded"
+    canceled = "canceled"
+    disputed = "disputed"
 
 
 _S = PaymentStatus
 
 ALLOWED_MOVES: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyType(
     {
-        _S.REQUIRES_PAYMENT_METHOD: frozenset(
+        _S.requires_payment_method: frozenset(
             {
-                _S.REQUIRES_CONFIRMATION,
-                _S.REQUIRES_ACTION,
-                _S.PROCESSING,
-                _S.REQUIRES_CAPTURE,
-                _S.SUCCEEDED,
-                _S.CANCELED,
+                _S.requires_confirmation,
+                _S.requires_action,
+                _S.processing,
+                _S.requires_capture,
+                _S.succeeded,
+                _S.canceled,
             }
         ),
-        _S.REQUIRES_CONFIRMATION: frozenset(
+        _S.requires_confirmation: frozenset(
             {
-                _S.REQUIRES_PAYMENT_METHOD,
-                _S.REQUIRES_ACTION,
-                _S.PROCESSING,
-                _S.REQUIRES_CAPTURE,
-                _S.SUCCEEDED,
-                _S.CANCELED,
+                _S.requires_payment_method,
+                _S.requires_action,
+                _S.processing,
+                _S.requires_capture,
+                _S.succeeded,
+                _S.canceled,
             }
         ),
-        _S.REQUIRES_ACTION: frozenset(
+        _S.requires_action: frozenset(
             {
-                _S.REQUIRES_PAYMENT_METHOD,
-                _S.PROCESSING,
-                _S.REQUIRES_CAPTURE,
-                _S.SUCCEEDED,
-                _S.CANCELED,
+                _S.requires_payment_method,
+                _S.processing,
+                _S.requires_capture,
+                _S.succeeded,
+                _S.canceled,
             }
         ),
-        _S.PROCESSING: frozenset(
+        _S.processing: frozenset(
             {
-                _S.REQUIRES_PAYMENT_METHOD,
-                _S.REQUIRES_ACTION,
-                _S.REQUIRES_CAPTURE,
-                _S.SUCCEEDED,
-                _S.CANCELED,
+                _S.requires_payment_method,
+                _S.requires_action,
+                _S.requires_capture,
+                _S.succeeded,
+                _S.canceled,
             }
         ),
-        _S.REQUIRES_CAPTURE: frozenset({_S.PROCESSING, _S.SUCCEEDED, _S.CANCELED}),
-        _S.SUCCEEDED: frozenset({_S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED}),
-        _S.PARTIALLY_REFUNDED: frozenset({_S.REFUNDED, _S.DISPUTED}),
-        _S.REFUNDED: frozenset({_S.DISPUTED}),
-        _S.DISPUTED: frozenset({_S.SUCCEEDED, _S.PARTIALLY_REFUNDED, _S.REFUNDED}),
-        _S.CANCELED: frozenset(),
+        _S.requires_capture: frozenset({_S.processing, _S.succeeded, _S.canceled}),
+        _S.succeeded: frozenset({_S.partially_refunded, _S.refunded, _S.disputed}),
+        _S.partially_refunded: frozenset({_S.refunded, _S.disputed}),
+        _S.refunded: frozenset({_S.disputed}),
+        _S.disputed: frozenset({_S.succeeded, _S.partially_refunded, _S.refunded}),
+        _S.canceled: frozenset(),
     }
 )
 
@@ -186,7 +188,7 @@ TERMINAL: frozenset[PaymentStatus] = frozenset(s for s, moves in ALLOWED_MOVES.i
 # can follow. Receipts exist from here; the reconciler stops asking Stripe about
 # the charge attempt.
 CHARGE_FINAL: frozenset[PaymentStatus] = frozenset(
-    {_S.SUCCEEDED, _S.PARTIALLY_REFUNDED, _S.REFUNDED, _S.DISPUTED, _S.CANCELED}
+    {_S.succeeded, _S.partially_refunded, _S.refunded, _S.disputed, _S.canceled}
 )
 
 

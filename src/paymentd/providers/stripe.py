@@ -259,6 +259,17 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
         return None
 
 
+def _declined_payment(data: Any) -> ProviderPayment | None:
+    # A malformed embedded intent must not hide the decline itself; the service
+    # can always retrieve the payment instead.
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return to_provider_payment(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def map_stripe_error(exc: stripe.StripeError) -> ProviderError:
     """The one place an SDK exception becomes a ProviderError. The SDK has already retried
     what is retryable (connection errors, 409, 5xx) with the same idempotency key."""
@@ -275,11 +286,10 @@ def map_stripe_error(exc: stripe.StripeError) -> ProviderError:
     if isinstance(exc, stripe.SignatureVerificationError):
         return WebhookSignatureError(message, code="signature_mismatch")
     if isinstance(exc, stripe.CardError):
-        pi = err.get("payment_intent")
         return ProviderDeclined(
             message,
             decline_code=err.get("decline_code"),
-            payment=to_provider_payment(pi) if isinstance(pi, Mapping) else None,
+            payment=_declined_payment(err.get("payment_intent")),
             **common,
         )
     if isinstance(exc, stripe.APIConnectionError):

@@ -11,21 +11,30 @@ from typing import Any
 from ..context import Ctx, now
 from .common import fetch, list_page
 
-_APPROVED = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
+APPROVED = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
              "network_status": "approved_by_network", "reason": None, "risk_level": "normal", "risk_score": 32,
              "seller_message": "Payment complete.", "type": "authorized"}
+
+
+# Shared by every card charge: nested dicts are replaced, never mutated in place.
+_CARD_FIXED = {
+    "authorization_code": "123456", "extended_authorization": {"status": "disabled"},
+    "incremental_authorization": {"status": "unavailable"}, "installments": None, "mandate": None,
+    "multicapture": {"status": "unavailable"}, "network_token": {"used": False},
+    "network_transaction_id": "123456789012345", "three_d_secure": None,
+}
 
 
 def _outcome(failure_decline_code: str | None, status: str) -> dict[str, Any] | None:
     if status == "pending":
         return None
     if failure_decline_code is None:
-        return _APPROVED
+        return APPROVED
     if failure_decline_code == "fraudulent":
-        return {**_APPROVED, "network_status": "not_sent_to_network", "reason": "highest_risk_level",
+        return {**APPROVED, "network_status": "not_sent_to_network", "reason": "highest_risk_level",
                 "risk_level": "highest", "risk_score": 95, "type": "blocked",
                 "seller_message": "Stripe blocked this payment as too risky."}
-    return {**_APPROVED, "network_status": "declined_by_network", "reason": failure_decline_code,
+    return {**APPROVED, "network_status": "declined_by_network", "reason": failure_decline_code,
             "seller_message": "The bank did not return any further details with this decline.",
             "type": "issuer_declined"}
 
@@ -36,14 +45,10 @@ def _method_details(pi: dict[str, Any], pm: dict[str, Any], created: int) -> dic
     if pm_type == "card":
         details = {key: given[key] for key in ("brand", "checks", "country", "exp_month", "exp_year",
                                                 "fingerprint", "funding", "last4", "regulated_status", "wallet")}
+        details.update(_CARD_FIXED)
         details.update({
-            "amount_authorized": pi["amount"], "authorization_code": "123456",
-            "capture_before": created + 7 * 86400, "extended_authorization": {"status": "disabled"},
-            "incremental_authorization": {"status": "unavailable"}, "installments": None, "mandate": None,
-            "multicapture": {"status": "unavailable"}, "network": given["brand"],
-            "network_token": {"used": False}, "network_transaction_id": "123456789012345",
+            "amount_authorized": pi["amount"], "capture_before": created + 7 * 86400, "network": given["brand"],
             "overcapture": {"maximum_amount_capturable": pi["amount"], "status": "unavailable"},
-            "three_d_secure": None,
         })
     elif pm_type == "sepa_debit":
         details = {key: given[key] for key in ("bank_code", "branch_code", "country", "fingerprint", "last4")}
@@ -87,8 +92,6 @@ def new(sim: Any, pi: dict[str, Any], pm: dict[str, Any], *, status: str, captur
         "currency": pi["currency"],
         "customer": pi["customer"],
         "description": pi["description"],
-        "destination": None,
-        "dispute": None,
         "disputed": False,
         "failure_balance_transaction": None,
         "failure_code": failure_code,

@@ -72,6 +72,14 @@ def merged_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
     return merged
 
 
+ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp"}
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount in Stripe's error-message style, e.g. `0.50 usd`."""
+    return f"{amount} {currency}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency}"
+
+
 def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """`previous_attributes` for an *.updated event: old values of the top-level keys that changed."""
     return {key: before.get(key) for key in after if before.get(key) != after[key]}

@@ -1,46 +1,54 @@
 """Events: Stripe's record of every state change, as retrieved and listed.
 
 Each event freezes the object as it was when the event happened. The
-snapshot is stored as compressed JSON (a benchmark run creates hundreds of
-thousands of events) and embedded unparsed into responses via orjson.Fragment.
+snapshot is stored packed (see snapshots.py) in a small dict (a benchmark run
+creates hundreds of thousands of events) and embedded unparsed into
+responses via orjson.Fragment.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import orjson
 
 from ..context import Ctx, now
+from ..snapshots import pack, unpack
 from .common import fetch, list_page
 
 
 def create(sim: Any, event_type: str, obj: dict[str, Any], ctx: Ctx,
            previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    store = sim.store
-    data: dict[str, Any] = {"object": zlib.compress(orjson.dumps(obj), 1)}
+    """Record an event; stored compactly, shown through `view`."""
+    data: dict[str, Any] = {"object": obj}
     if previous:
         data["previous_attributes"] = previous
     event = {
-        "id": store.ids.new("evt"),
-        "object": "event",
-        "api_version": ctx.api_version,
+        "id": sim.store.ids.new("evt"),
         "created": now(),
-        "data": data,
-        "livemode": False,
-        "pending_webhooks": sim.webhooks.count_for(event_type),
-        "request": {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key},
         "type": event_type,
+        "pending_webhooks": sim.webhooks.count_for(event_type),
+        "_data": pack(orjson.dumps(data)),
+        "_request": (ctx.request_id, ctx.idempotency_key),
+        "_api_version": ctx.api_version,
     }
-    return store.events.add(event)
+    return sim.store.events.add(event)
 
 
 def view(event: dict[str, Any]) -> dict[str, Any]:
-    """The event as Stripe shows it, with its snapshot decompressed in place."""
-    data = dict(event["data"])
-    data["object"] = orjson.Fragment(zlib.decompress(data["object"]))
-    return {**event, "data": data}
+    """The event as Stripe shows it, its frozen data embedded without re-parsing."""
+    request_id, idempotency_key = event["_request"]
+    return {
+        "id": event["id"],
+        "object": "event",
+        "api_version": event["_api_version"],
+        "created": event["created"],
+        "data": orjson.Fragment(unpack(event["_data"])),
+        "livemode": False,
+        "pending_webhooks": event["pending_webhooks"],
+        "request": {"id": request_id, "idempotency_key": idempotency_key},
+        "type": event["type"],
+    }
 
 
 def retrieve(sim: Any, ctx: Ctx, params: dict[str, Any], event_id: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from .. import testcards
 from ..context import SYSTEM, Ctx, now
 from ..errors import StripeError, invalid_request, resource_missing, unexpected_state
 from . import charges, disputes, payment_methods
-from .common import fetch, list_page, merged_metadata
+from .common import fetch, list_page, merged_metadata, money
 
 # Minimum charge amounts in the smallest currency unit (Stripe's published table).
 MINIMUMS = {
@@ -22,7 +22,6 @@ MINIMUMS = {
     "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "myr": 200,
     "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300, "sgd": 50, "thb": 1000,
 }
-ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp", "huf"}
 MAX_AMOUNT = 99_999_999
 
 # Which currencies each non-card method accepts, and its default payment_method_options.
@@ -32,21 +31,18 @@ METHOD_OPTIONS = {
     "sepa_debit": {}, "ideal": {}, "bancontact": {"preferred_language": "en"},
     "us_bank_account": {"verification_method": "automatic"},
 }
+_NO_TIP: dict[str, Any] = {"tip": {}}  # shared: nested dicts are replaced, never mutated
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action")
-
-
-def _money(amount: int, currency: str) -> str:
-    return f"{amount} {currency}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency}"
 
 
 def _check_amount(amount: int, currency: str, param: str = "amount") -> None:
     minimum = MINIMUMS[currency]
     if amount < minimum:
-        raise invalid_request(f"Amount must be at least {_money(minimum, currency)}", param=param,
+        raise invalid_request(f"Amount must be at least {money(minimum, currency)}", param=param,
                               code="amount_too_small")
     if amount > MAX_AMOUNT:
-        raise invalid_request(f"Amount must be no more than {_money(MAX_AMOUNT, currency)}", param=param,
+        raise invalid_request(f"Amount must be no more than {money(MAX_AMOUNT, currency)}", param=param,
                               code="amount_too_large")
 
 
@@ -123,7 +119,7 @@ def _new_pi(sim: Any, params: dict[str, Any], currency: str) -> dict[str, Any]:
         "object": "payment_intent",
         "amount": params["amount"],
         "amount_capturable": 0,
-        "amount_details": {"tip": {}},
+        "amount_details": _NO_TIP,
         "amount_received": 0,
         "application": None,
         "application_fee_amount": params.get("application_fee_amount"),
@@ -361,14 +357,14 @@ def settle(sim: Any, pi_id: str, outcome: str | None) -> dict[str, Any]:
     elif outcome == "fail" and decline is None:
         decline = testcards.Decline("generic_decline", None, "The payment was declined by the bank.")
     if decline is None:
-        charge.update(status="succeeded", paid=True, outcome=charges._APPROVED)
+        charge.update(status="succeeded", paid=True, outcome=charges.APPROVED)
         pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
         sim.emit("charge.succeeded", charge, SYSTEM)
         sim.emit("payment_intent.succeeded", pi, SYSTEM)
         return pi
     charge.update(status="failed", captured=False, amount_captured=0, balance_transaction=None,
                   failure_code=decline.code, failure_message=decline.message,
-                  outcome={**charges._APPROVED, "network_status": "declined_by_network",
+                  outcome={**charges.APPROVED, "network_status": "declined_by_network",
                            "reason": decline.code, "type": "issuer_declined",
                            "seller_message": decline.message})
     _error_for(pi, pm, {"charge": charge["id"], "code": decline.code, "message": decline.message,

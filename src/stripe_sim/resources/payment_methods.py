@@ -3,10 +3,13 @@
 A PaymentMethod records how a customer pays; the simulator also remembers,
 out of sight, the test behaviour of the instrument behind it (decline,
 3-D Secure, delayed settlement...), which the payment engine consults.
+Nested dicts are never changed in place (updates replace them), so identical
+ones, such as a test card's details, are shared between objects.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Any
@@ -27,7 +30,8 @@ def _fingerprint(secret: str) -> str:
 
 
 def _billing_details(given: dict[str, Any] | str | None) -> dict[str, Any]:
-    given = given or {}
+    if not given:
+        return _NO_BILLING_DETAILS
     address = given.get("address") or {}
     return {
         "address": {key: address.get(key) for key in _ADDRESS_KEYS},
@@ -36,6 +40,10 @@ def _billing_details(given: dict[str, Any] | str | None) -> dict[str, Any]:
         "phone": given.get("phone") or None,
         "tax_id": given.get("tax_id") or None,
     }
+
+
+_NO_BILLING_DETAILS = {"address": dict.fromkeys(_ADDRESS_KEYS), "email": None, "name": None, "phone": None,
+                       "tax_id": None}
 
 
 def _card_details(card: testcards.Card, exp_month: int, exp_year: int, cvc_checked: bool) -> dict[str, Any]:
@@ -105,8 +113,13 @@ def _new(sim: Any, pm_type: str, details: dict[str, Any], behaviour: testcards.B
     return store.payment_methods.add(pm)
 
 
+@functools.cache
+def _test_card_details(card: testcards.Card) -> dict[str, Any]:
+    return _card_details(card, 12, _EXP_YEAR, True)
+
+
 def from_test_card(sim: Any, card: testcards.Card) -> dict[str, Any]:
-    return _new(sim, "card", _card_details(card, 12, _EXP_YEAR, True), card.behaviour)
+    return _new(sim, "card", _test_card_details(card), card.behaviour)
 
 
 def _require(params: dict[str, Any], *path: str) -> Any:
@@ -130,7 +143,7 @@ def build(sim: Any, params: dict[str, Any]) -> dict[str, Any]:
             known = testcards.TEST_TOKENS.get(token)
             if known is None:
                 raise resource_missing("token", token, "card[token]")
-            return _new(sim, "card", _card_details(known, 12, _EXP_YEAR, True), known.behaviour,
+            return _new(sim, "card", _test_card_details(known), known.behaviour,
                         billing, metadata)
         _require(params, "card", "number")
         known, month, year = _raw_card(card)
