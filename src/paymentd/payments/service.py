@@ -369,8 +369,7 @@ class PaymentService:
             )
         if isinstance(error, provider_types.ProviderInvalidRequest):
             return InvalidRequest(error.message, code=error.code or "processor_invalid_request", param=error.param)
-        if isinstance(error, provider_types.ProviderDeclined):
-            return CardDeclined(error.message, code=error.code or "card_declined", decline_code=error.decline_code)
+        # Declines are answered by confirm itself; anything else here is the processor refusing us.
         return ProviderUnavailable("The payment processor refused the request.", code="processor_error", status=502)
 
 

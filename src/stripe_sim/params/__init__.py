@@ -107,6 +107,9 @@ def _object(schema: dict[str, Any], value: Any, path: list[str]) -> dict[str, An
                 name = _name(path + [key])
                 raise _Mismatch(invalid_request(f"Received unknown parameter: {name}", param=name,
                                                 code="parameter_unknown"))
+            if sub == "":
+                out[key] = sub  # metadata-style maps: "" deletes the key, always allowed
+                continue
             sub_schema = extra
         out[key] = _coerce(sub_schema, sub, path + [key])
     for key in schema.get("required", ()):
