@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     )
     stripe_max_network_retries: int = 2
     stripe_timeout_s: float = 10.0
+    # Outbound limit shared by every paymentd process (in Redis when REDIS_URL is set).
+    stripe_rps: int = 100
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "PAYMENTD_REDIS_URL"))
+    # Circuit breaker: open after this many consecutive transient failures, probe after reset_s.
+    breaker_failures: int = 5
+    breaker_reset_s: float = 10.0
+
+    # Background work.
+    run_worker: bool = Field(True, description="`paymentd serve` runs a job worker beside the API")
+    reconcile_after_s: int = 60
+    reconcile_interval_s: int = 30
+    idempotency_ttl_hours: int = 24
 
     # HTTP.
     host: str = "127.0.0.1"
