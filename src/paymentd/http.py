@@ -134,9 +134,14 @@ class EdgeMiddleware:
             return
         text = body.decode("utf-8", errors="replace")
         try:
-            path = find_card_number(json.loads(text, parse_float=Decimal))
+            document = json.loads(text, parse_float=Decimal)
         except ValueError:
+            document = None
             path = "body" if contains_card_number(text) else None
+        else:
+            path = find_card_number(document)
+        if path is None and document is not None:
+            _refuse_nul(document, "")
         if path is not None:
             raise InvalidRequest(
                 "Card numbers must never be sent to paymentd: collect them with Stripe.js "
@@ -144,6 +149,19 @@ class EdgeMiddleware:
                 code="card_data_not_allowed",
                 param=path,
             )
+
+
+def _refuse_nul(value: Any, path: str) -> None:
+    """PostgreSQL text cannot hold NUL; refuse it here rather than fail on insert."""
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidRequest("Strings must not contain NUL characters.", code="parameter_invalid", param=path or None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, path)
+            _refuse_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{path}.{index}" if path else str(index))
 
 
 def _replay(body: bytes, original: Receive) -> Receive:

@@ -19,12 +19,15 @@ def _expand(store: Store, node: dict[str, Any], parts: list[str], path: str) -> 
     if key not in node:
         raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
     value = node[key]
+    if value is None:
+        return node  # nothing to expand, as with a PaymentIntent that has no charge yet
     if isinstance(value, str):
-        target = store.by_prefix(value)
-        if target is None:
-            raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
-        value = target
-    if isinstance(value, dict) and rest:
+        value = store.by_prefix(value)
+    elif not (isinstance(value, dict) and "id" in value):  # already expanded by an earlier path
+        value = None
+    if value is None:
+        raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
+    if rest:
         value = _expand(store, value, rest, path)
     return {**node, key: value}
 

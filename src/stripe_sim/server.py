@@ -131,12 +131,12 @@ class SimApp:
             entry["params"] = checked  # typed, arrays as lists: what tests want to compare
             if idem_key and method == "POST":
                 extra.append((b"idempotency-key", idem_key_raw))
-                idem_scope = (api_key, idem_key)
                 # Same parameters in any order are the same request; keep only a hash of them.
                 fingerprint = hash((method, path, tuple(sorted(parse_qsl(body.decode())))))
-                saved = sim.idempotency.begin(idem_scope, fingerprint)
-                if saved is not None:
-                    idem_scope = None
+                saved = sim.idempotency.begin((api_key, idem_key), fingerprint)
+                if saved is None:
+                    idem_scope = (api_key, idem_key)  # ours to finish or abandon
+                else:
                     entry.update(status=saved.status, replayed=True)
                     await _respond(send, saved.status, saved.response(),
                                    [*extra, (b"idempotent-replayed", b"true"), *saved.headers])

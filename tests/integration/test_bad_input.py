@@ -177,3 +177,15 @@ async def test_payment_method_type_unknown_to_stripe(merchant: Merchant, databas
     assert await counts(database) == before
 
 
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [({"email": "a@b.co", "name": "A\u0000"}, "name"), ({"email": "a@b.co", "name": "A", "external_id": "\u0000"}, "external_id")],
+)
+async def test_nul_characters_are_refused(merchant: Merchant, database: Database, body: dict, param: str) -> None:
+    before = await counts(database)
+    response = await merchant.client.post("/api/users", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert await counts(database) == before

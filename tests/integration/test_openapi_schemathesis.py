@@ -25,7 +25,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
-from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from paymentd.auth.keys import Scope
 from tests.conftest import make_key
@@ -124,6 +128,14 @@ def test_openapi_conformance(case, seeded: Seeded) -> None:  # type: ignore[no-u
     case.call_and_validate(headers={"Authorization": f"Bearer {seeded.key}"}, checks=CHECKS)
 
 
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_openapi_status_codes_documented(case, seeded: Seeded) -> None:  # type: ignore[no-untyped-def]
+    """Every status the API answers is documented in /openapi.json (API.md's 400/401/403/404/409
+    envelopes included). Kept apart from the test above so an undocumented 4xx cannot hide a 5xx."""
+    case.call_and_validate(headers={"Authorization": f"Bearer {seeded.key}"}, checks=[status_code_conformance])
+
+
 def test_get_existing_payment_conforms(api_schema, seeded: Seeded) -> None:  # type: ignore[no-untyped-def]
     operation = api_schema["/api/payments/{payment_id}"]["GET"]
     for payment_id in (seeded.payment_id, seeded.confirmed_payment_id):
@@ -138,7 +150,7 @@ def test_create_payment_conforms(api_schema, seeded: Seeded) -> None:  # type: i
     bodies = [
         {"user_id": seeded.user_id, "amount": "19.99"},
         {"user_id": seeded.user_id, "amount": 500, "currency": "JPY", "description": "d", "metadata": {"k": "v"}},
-        {"user_id": seeded.user_id, "amount": "1.234", "currency": "kwd", "capture_method": "manual",
+        {"user_id": seeded.user_id, "amount": "7.5", "currency": "eur", "capture_method": "manual",
          "payment_method": "pm_card_visa", "receipt_email": "ann@example.com"},
     ]
     for body in bodies:
@@ -146,3 +158,26 @@ def test_create_payment_conforms(api_schema, seeded: Seeded) -> None:  # type: i
         response = case.call_and_validate(headers={"Authorization": f"Bearer {seeded.key}"}, checks=CHECKS)
         assert response.status_code == 201, response.text
         assert response.json()["user_id"] == seeded.user_id
+
+
+# A NUL character is valid JSON and valid per the documented string schemas, but PostgreSQL text
+# cannot store it. Found by the fuzzing above (POST /api/users email, POST /api/payments/create
+# receipt_email); pinned here so the regression does not depend on Hypothesis' luck.
+NUL_BODIES = {
+    "users-name": ("/api/users", {"email": "nul@example.com", "name": "A\u0000B"}),
+    "users-external_id": ("/api/users", {"email": "nul@example.com", "name": "Ann", "external_id": "x\u0000"}),
+    "users-email": ("/api/users", {"email": "n\u0000l@example.com", "name": "Ann"}),
+    "create-description": ("/api/payments/create", {"amount": "1.00", "description": "d\u0000"}),
+    "create-receipt_email": ("/api/payments/create", {"amount": "1.00", "receipt_email": "a\u0000@example.com"}),
+    "create-metadata_value": ("/api/payments/create", {"amount": "1.00", "metadata": {"k": "v\u0000"}}),
+    "create-metadata_key": ("/api/payments/create", {"amount": "1.00", "metadata": {"k\u0000": "v"}}),
+}
+
+
+@pytest.mark.parametrize(("path", "body"), list(NUL_BODIES.values()), ids=list(NUL_BODIES))
+def test_nul_character_in_string_field_is_a_4xx(api_schema, seeded: Seeded, path: str, body: dict) -> None:
+    if path == "/api/payments/create":
+        body = {**body, "user_id": seeded.user_id}
+    case = api_schema[path]["POST"].Case(body=body, media_type="application/json")
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {seeded.key}"}, checks=CHECKS)
+    assert response.status_code == 400, response.text

@@ -31,3 +31,43 @@ async def event_types(client: stripe.StripeClient) -> list[str]:
     """Types of all events so far, oldest first."""
     page = await client.v1.events.list_async(params={"limit": 100})
     return [e.type for e in reversed(page.data)]
+
+
+class Receiver:
+    """A webhook endpoint on loopback that records deliveries and answers planned statuses.
+
+    `statuses` are answered in order, then 200 for everything after.
+    """
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.statuses = list(statuses or [])
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def event_ids(self) -> list[str]:
+        import json
+
+        return [json.loads(body)["id"] for _, body in self.deliveries]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -84,10 +84,13 @@ async def test_in_flight_key_answers_409(client, control):
     slow = asyncio.create_task(client.v1.payment_intents.create_async(params=PARAMS,
                                                                       options={"idempotency_key": "busy"}))
     await asyncio.sleep(0.15)
-    with pytest.raises(stripe.InvalidRequestError) as err:
-        await client.v1.payment_intents.create_async(params=PARAMS, options={"idempotency_key": "busy"})
-    assert err.value.http_status == 409 and err.value.code == "idempotency_key_in_use"
-    first = await slow
+    try:
+        with pytest.raises(stripe.APIError) as err:  # the SDK has no narrower class for 409
+            await client.v1.payment_intents.create_async(params=PARAMS, options={"idempotency_key": "busy"})
+    finally:
+        first = await slow
+    assert err.value.http_status == 409
+    assert err.value.json_body["error"]["code"] == "idempotency_key_in_use"
     again = await client.v1.payment_intents.create_async(params=PARAMS, options={"idempotency_key": "busy"})
     assert again.id == first.id
 

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from paymentd.schemas import Amount, Currency, Email, Metadata, PaymentMethodId, RequestModel
+from paymentd.schemas import (
+    Amount,
+    Currency,
+    Email,
+    Metadata,
+    PaymentMethodId,
+    RequestModel,
+)
 
 PaymentMethodType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="A Stripe payment method type")]
 Description = Annotated[str, Field(max_length=1000)]

@@ -7,10 +7,9 @@ every status change goes through `states.transition()` with its source.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -18,13 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.auth.service import Principal
 from paymentd.db import Database
-from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, ProviderUnavailable
+from paymentd.errors import (
+    CardDeclined,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ProviderUnavailable,
+)
 from paymentd.logs import log
 from paymentd.money import Money
-from paymentd.payments import repository
+from paymentd.payments import repository, sync
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
-from paymentd.payments.schemas import PaymentCancel, PaymentCapture, PaymentConfirm, PaymentCreate
-from paymentd.payments.states import InvalidTransition, PaymentStatus, can_move, transition
+from paymentd.payments.schemas import (
+    PaymentCancel,
+    PaymentCapture,
+    PaymentConfirm,
+    PaymentCreate,
+)
+from paymentd.payments.states import (
+    PaymentStatus,
+    can_move,
+)
+from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentProvider, ProviderPayment, ProviderStatus
 from paymentd.users.models import User
@@ -42,17 +56,8 @@ CANCELABLE = {
 REFRESH_ON_READ = {PaymentStatus.requires_action, PaymentStatus.processing}
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who moved a payment: recorded on every status event."""
-
-    source: str  # api | webhook | reconciler
-    api_key_id: uuid.UUID | None = None
-    request_id: str | None = None
-
-    @classmethod
-    def api(cls, principal: Principal, request_id: str) -> Actor:
-        return cls("api", principal.api_key_id, request_id)
+def _api_actor(principal: Principal, request_id: str) -> Actor:
+    return Actor("api", principal.api_key_id, request_id)
 
 
 def stripe_key(payment_id: uuid.UUID, operation: str, *parts: object) -> str:
@@ -118,7 +123,7 @@ class PaymentService:
         )
         async with self.database.transaction() as session:
             session.add(payment)
-            session.add(self._event(payment, None, payment.status, Actor.api(principal, request_id)))
+            session.add(sync.status_event(payment, None, payment.status, _api_actor(principal, request_id)))
             await session.flush()
             await session.refresh(payment)
         log.info("payment.created", payment_id=str(payment.id), status=payment.status)
@@ -133,7 +138,7 @@ class PaymentService:
     # ------------------------------------------------------------------ confirm
 
     async def confirm(self, principal: Principal, data: PaymentConfirm, request_id: str) -> Payment:
-        actor = Actor.api(principal, request_id)
+        actor = _api_actor(principal, request_id)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status not in CONFIRMABLE:
@@ -172,7 +177,7 @@ class PaymentService:
 
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
-            self.apply_provider_payment(session, payment, intent, actor)
+            sync.apply_provider_payment(session, payment, intent, actor)
             attempt = await repository.attempt(session, payment.id, number)
             attempt.outcome = intent.status.value
             attempt.finished_at = datetime.now(UTC)
@@ -185,9 +190,9 @@ class PaymentService:
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
             if declined.payment is not None:
-                self.apply_provider_payment(session, payment, declined.payment, actor)
+                sync.apply_provider_payment(session, payment, declined.payment, actor)
             elif can_move(PaymentStatus(payment.status), PaymentStatus.requires_payment_method):
-                self._move(session, payment, PaymentStatus.requires_payment_method, actor)
+                sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
             payment.last_payment_error = {
                 "type": "card_error",
                 "code": declined.code,
@@ -234,7 +239,7 @@ class PaymentService:
         # Stripe captures a PaymentIntent once, so the key only needs the amount.
         key = stripe_key(data.payment_id, "capture", amount or "full")
         intent = await self._call(self.provider.capture_payment(intent_id, amount=amount, idempotency_key=key))
-        return await self._apply(principal, data.payment_id, intent, Actor.api(principal, request_id))
+        return await self._apply(principal, data.payment_id, intent, _api_actor(principal, request_id))
 
     async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str) -> Payment:
         async with self.database.transaction() as session:
@@ -244,12 +249,12 @@ class PaymentService:
             intent_id = payment.stripe_payment_intent_id
         key = stripe_key(data.payment_id, "cancel")
         intent = await self._call(self.provider.cancel_payment(intent_id, reason=data.reason, idempotency_key=key))
-        return await self._apply(principal, data.payment_id, intent, Actor.api(principal, request_id))
+        return await self._apply(principal, data.payment_id, intent, _api_actor(principal, request_id))
 
     async def _apply(self, principal: Principal, payment_id: uuid.UUID, intent: ProviderPayment, actor: Actor) -> Payment:
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, payment_id)
-            self.apply_provider_payment(session, payment, intent, actor)
+            sync.apply_provider_payment(session, payment, intent, actor)
         return payment
 
     # ------------------------------------------------------------------ reads
@@ -260,80 +265,16 @@ class PaymentService:
             if payment is None:
                 raise NotFound("No such payment.", param="id")
         if payment.status in REFRESH_ON_READ:
-            await self._refresh(payment.id)
+            await sync.refresh(self.database, self.provider, payment.id, sync.RECONCILER, timeout=self.read_budget_s)
         async with self.database.transaction() as session:
             payment = await repository.get(session, principal.account_id, payment_id)
             return PaymentView(payment, await repository.events(session, payment.id))
-
-    async def _refresh(self, payment_id: uuid.UUID) -> None:
-        """A payment waiting on the customer or the bank may have moved at Stripe
-        (3-D Secure passed, a debit settled): look, within the read budget, and
-        record what changed as the reconciler would. Stripe being slow or down
-        only means the caller sees the stored state."""
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id)
-            intent_id = payment.stripe_payment_intent_id
-        try:
-            intent = await asyncio.wait_for(self.provider.retrieve_payment(intent_id), self.read_budget_s)
-        except (provider_types.ProviderError, TimeoutError) as error:
-            log.info("payment.refresh_skipped", payment_id=str(payment_id), reason=type(error).__name__)
-            return
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id, lock=True)
-            self.apply_provider_payment(session, payment, intent, Actor("reconciler"))
 
     async def history(
         self, principal: Principal, where: repository.HistoryFilter, *, limit: int, cursor: str | None
     ) -> tuple[Sequence[Payment], bool]:
         async with self.database.transaction() as session:
             return await repository.history(session, principal.account_id, where, limit=limit, cursor=cursor)
-
-    # ------------------------------------------------------------------ what Stripe says
-
-    def apply_provider_payment(
-        self, session: AsyncSession, payment: Payment, intent: ProviderPayment, actor: Actor
-    ) -> None:
-        """Bring the row in line with Stripe's view. The status only follows allowed
-        moves: a stale or out-of-order report (an old webhook) never moves it back."""
-        payment.updated_at = datetime.now(UTC)
-        payment.amount_capturable = intent.amount_capturable
-        payment.amount_received = intent.amount_received
-        payment.next_action = intent.next_action if intent.status is ProviderStatus.requires_action else None
-        if intent.payment_method:
-            payment.payment_method = intent.payment_method
-        if intent.payment_method_details is not None:
-            payment.payment_method_details = _method_details(intent.payment_method_details)
-        if intent.last_error is not None:
-            payment.last_payment_error = asdict(intent.last_error)
-        elif intent.status in (ProviderStatus.succeeded, ProviderStatus.requires_capture, ProviderStatus.processing):
-            payment.last_payment_error = None
-        if intent.status is ProviderStatus.unknown:
-            log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
-            return
-        target = PaymentStatus(intent.status.value)
-        current = PaymentStatus(payment.status)
-        if target == current:
-            return
-        if can_move(current, target):
-            self._move(session, payment, target, actor)
-        else:
-            log.info("payment.move_ignored", payment_id=str(payment.id), current=current, reported=target)
-
-    def _move(self, session: AsyncSession, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
-        current = payment.status
-        payment.status = transition(PaymentStatus(current), target).value
-        session.add(self._event(payment, current, payment.status, actor))
-
-    @staticmethod
-    def _event(payment: Payment, current: str | None, target: str, actor: Actor) -> PaymentEvent:
-        return PaymentEvent(
-            payment_id=payment.id,
-            from_status=current,
-            to_status=target,
-            source=actor.source,
-            api_key_id=actor.api_key_id,
-            request_id=actor.request_id,
-        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -377,17 +318,6 @@ def _transient(error: provider_types.ProviderError) -> bool:
     return isinstance(error, provider_types.ProviderUnavailable)
 
 
-def _method_details(info: provider_types.PaymentMethodInfo) -> dict:
-    card = info.card
-    return {
-        "type": info.type,
-        "label": info.label,
-        "card": {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
-        if card
-        else None,
-    }
-
-
 def history_filter(
     user_id: uuid.UUID | None, statuses: Sequence[str], created_gte: datetime | None, created_lt: datetime | None
 ) -> repository.HistoryFilter:
@@ -397,4 +327,4 @@ def history_filter(
     return repository.HistoryFilter(user_id, tuple(statuses), created_gte, created_lt)
 
 
-__all__ = ["Actor", "InvalidTransition", "PaymentService", "PaymentView", "history_filter", "stripe_key"]
+__all__ = ["PaymentService", "PaymentView", "history_filter", "stripe_key"]

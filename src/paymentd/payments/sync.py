@@ -1,0 +1,143 @@
+"""Bringing a payment in line with what Stripe says, from any source.
+
+The API (answers to our calls), webhooks and the reconciler all report the same
+thing: a PaymentIntent as Stripe sees it. They all apply it here, through the
+state machine, so a stale or out-of-order report can never move a payment back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymentd.db import Database
+from paymentd.logs import log
+from paymentd.payments import repository
+from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
+from paymentd.payments.states import PaymentStatus, can_move, transition
+from paymentd.providers.base import (
+    PaymentMethodInfo,
+    PaymentProvider,
+    ProviderError,
+    ProviderPayment,
+    ProviderStatus,
+)
+
+# Attempt outcomes that mean "Stripe may or may not have acted yet".
+OPEN_OUTCOMES = ("pending", "unknown")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who moved a payment: recorded on every status event."""
+
+    source: str  # api | webhook | reconciler
+    api_key_id: uuid.UUID | None = None
+    request_id: str | None = None
+
+
+WEBHOOK = Actor("webhook")
+RECONCILER = Actor("reconciler")
+
+
+def apply_provider_payment(session: AsyncSession, payment: Payment, intent: ProviderPayment, actor: Actor) -> None:
+    """Copy Stripe's view onto the row; move the status only along allowed moves."""
+    payment.updated_at = datetime.now(UTC)
+    payment.amount_capturable = intent.amount_capturable
+    payment.amount_received = intent.amount_received
+    payment.next_action = intent.next_action if intent.status is ProviderStatus.requires_action else None
+    if intent.payment_method:
+        payment.payment_method = intent.payment_method
+    if intent.payment_method_details is not None:
+        payment.payment_method_details = method_details(intent.payment_method_details)
+    if intent.last_error is not None:
+        payment.last_payment_error = asdict(intent.last_error)
+    elif intent.status in (ProviderStatus.succeeded, ProviderStatus.requires_capture, ProviderStatus.processing):
+        payment.last_payment_error = None
+    if intent.status is ProviderStatus.unknown:
+        log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
+        return
+    target = PaymentStatus(intent.status.value)
+    current = PaymentStatus(payment.status)
+    if target == current:
+        return
+    if can_move(current, target):
+        move(session, payment, target, actor)
+    else:
+        log.info("payment.move_ignored", payment_id=str(payment.id), current=current.value, reported=target.value)
+
+
+def move(session: AsyncSession, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
+    """The one place a payment's status is assigned (through `transition`), with its event."""
+    current = payment.status
+    payment.status = transition(PaymentStatus(current), target).value
+    payment.updated_at = datetime.now(UTC)
+    session.add(status_event(payment, current, payment.status, actor))
+
+
+def status_event(payment: Payment, current: str | None, target: str, actor: Actor) -> PaymentEvent:
+    return PaymentEvent(
+        payment_id=payment.id,
+        from_status=current,
+        to_status=target,
+        source=actor.source,
+        api_key_id=actor.api_key_id,
+        request_id=actor.request_id,
+    )
+
+
+async def settle_open_attempts(session: AsyncSession, payment: Payment, intent: ProviderPayment) -> None:
+    """Attempts left pending (a crash) or unknown (Stripe unreachable) take the
+    outcome Stripe now reports, once Stripe has moved past confirmation."""
+    if intent.status in (ProviderStatus.requires_confirmation, ProviderStatus.unknown):
+        return
+    failed = intent.status is ProviderStatus.requires_payment_method
+    attempts = await session.scalars(
+        select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES))
+    )
+    for attempt in attempts:
+        attempt.outcome = "failed" if failed else intent.status.value
+        if failed and intent.last_error is not None:
+            attempt.error_code = intent.last_error.code
+            attempt.decline_code = intent.last_error.decline_code
+            attempt.error_message = intent.last_error.message
+        attempt.finished_at = datetime.now(UTC)
+
+
+async def refresh(
+    database: Database, provider: PaymentProvider, payment_id: uuid.UUID, actor: Actor, *, timeout: float | None
+) -> bool:
+    """Ask Stripe for a payment's truth and record it. False when Stripe did not
+    answer in time (the stored state stands; a later look will settle it)."""
+    async with database.transaction() as session:
+        payment = await repository.get_by_id(session, payment_id)
+        intent_id = payment.stripe_payment_intent_id if payment else None
+    if intent_id is None:
+        return False
+    try:
+        intent = await asyncio.wait_for(provider.retrieve_payment(intent_id), timeout)
+    except (ProviderError, TimeoutError) as error:
+        log.info("payment.refresh_skipped", payment_id=str(payment_id), reason=type(error).__name__)
+        return False
+    async with database.transaction() as session:
+        payment = await repository.get_by_id(session, payment_id, lock=True)
+        apply_provider_payment(session, payment, intent, actor)
+        await settle_open_attempts(session, payment, intent)
+    return True
+
+
+def method_details(info: PaymentMethodInfo) -> dict:
+    """What receipts may show of a method: type, label, brand and last 4. Never more."""
+    card = info.card
+    return {
+        "type": info.type,
+        "label": info.label,
+        "card": {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
+        if card
+        else None,
+    }
