@@ -34,6 +34,27 @@ def sim() -> Iterator:
     handle.stop()
 
 
+@pytest.fixture
+def sim_config(sim) -> Iterator:  # type: ignore[no-untyped-def]
+    """Set simulator knobs for one test; the defaults come back afterwards."""
+    defaults = httpx.get(f"{sim.url}/_sim/config").json()
+
+    def configure(**knobs) -> None:  # type: ignore[no-untyped-def]
+        response = httpx.post(f"{sim.url}/_sim/config", json=knobs)
+        assert response.status_code == 200, response.text
+
+    yield configure
+    httpx.post(f"{sim.url}/_sim/config", json={k: defaults[k] for k in ("latency_ms", "latency_p99_ms",
+               "latency_by_operation", "fault_rates", "rate_limit_rps", "rate_limit_by_operation")})
+    httpx.delete(f"{sim.url}/_sim/faults")
+
+
+def sim_requests(sim, **match) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The simulator's request log, filtered on equal fields (e.g. operation=...)."""
+    log = httpx.get(f"{sim.url}/_sim/requests").json()["data"]
+    return [r for r in log if all(r.get(k) == v for k, v in match.items())]
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str, sim) -> Settings:  # type: ignore[no-untyped-def]
     return Settings(

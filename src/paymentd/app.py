@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import prometheus_client
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware
+from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.logs import log
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.database = database
+        # The lease outlives the longest request (Prefer: wait is capped by max_wait_s).
+        app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 30))
         app.state.provider = provider or build_provider(settings)
         app.state.payments = PaymentService(
             database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75
@@ -62,6 +66,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         try:
             yield
         finally:
+            # A rolling restart lets Stripe calls that outlived their requests finish.
+            await app.state.payments.background.drain(timeout=settings.max_wait_s)
             if provider is None:
                 await app.state.provider.aclose()
             await database.dispose()
@@ -73,6 +79,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # Outermost last: the edge (request id, body guard) runs before the idempotency claim.
+    app.add_middleware(IdempotencyMiddleware, store_factory=lambda scope: scope["app"].state.idempotency)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
     app.include_router(users_router)

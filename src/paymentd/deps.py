@@ -5,6 +5,7 @@ Tests swap any of them with `app.dependency_overrides`, never by patching import
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -39,17 +40,27 @@ def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]
 
 
+def idempotency_seed(request: Request) -> uuid.UUID | None:
+    """Set when the request carries an Idempotency-Key: ids derived from it are
+    the same when a crashed request is run again."""
+    return request.scope["state"].get("idempotency_seed")
+
+
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that authenticates the key and checks it holds `scope`."""
 
     async def principal(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
         database: Database = Depends(get_database),
     ) -> Principal:
         if credentials is None:
             raise AuthenticationFailed("No API key: send `Authorization: Bearer <api key>`.", code="api_key_missing")
-        async with database.transaction() as session:
-            found = await auth_service.authenticate(session, credentials.credentials)
+        # The idempotency layer may have authenticated this request already.
+        found = request.scope["state"].get("principal")
+        if found is None:
+            async with database.transaction() as session:
+                found = await auth_service.authenticate(session, credentials.credentials)
         if found is None:
             raise AuthenticationFailed("The API key is invalid or revoked.", code="api_key_invalid")
         if not found.allows(scope):

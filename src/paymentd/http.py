@@ -97,7 +97,7 @@ class EdgeMiddleware:
             if scope["method"] in _BODY_METHODS:
                 body = await self._read_body(receive)
                 self._refuse_card_data(body)
-                receive = _replay(body, receive)
+                receive = replay_body(body, receive)
         except PaymentdError as error:
             status_holder["status"] = error.status
             await send_error(send, error, request_id)
@@ -164,7 +164,7 @@ def _refuse_nul(value: Any, path: str) -> None:
             _refuse_nul(item, f"{path}.{index}" if path else str(index))
 
 
-def _replay(body: bytes, original: Receive) -> Receive:
+def replay_body(body: bytes, original: Receive) -> Receive:
     """Hands the buffered body to the app once, then passes through (for disconnects)."""
     sent = False
 

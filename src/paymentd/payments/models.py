@@ -82,6 +82,8 @@ class PaymentAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     decline_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The Idempotency-Key seed of the request that opened it: a re-run resumes it.
+    request_seed: Mapped[uuid.UUID | None] = mapped_column(UUID)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

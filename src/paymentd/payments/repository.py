@@ -51,11 +51,13 @@ async def attempt(session: AsyncSession, payment_id: uuid.UUID, number: int) -> 
     )
 
 
-async def has_pending_attempt(session: AsyncSession, payment_id: uuid.UUID) -> bool:
-    found = await session.scalar(
-        select(PaymentAttempt.id).where(PaymentAttempt.payment_id == payment_id, PaymentAttempt.outcome == "pending")
+async def open_attempt(session: AsyncSession, payment_id: uuid.UUID) -> PaymentAttempt | None:
+    """The attempt whose outcome Stripe has not told us yet (in flight, or unknown after a failure)."""
+    return await session.scalar(
+        select(PaymentAttempt).where(
+            PaymentAttempt.payment_id == payment_id, PaymentAttempt.outcome.in_(("pending", "unknown"))
+        )
     )
-    return found is not None
 
 
 @dataclass(frozen=True)

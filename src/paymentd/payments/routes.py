@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
-from paymentd.deps import request_id, require
+from paymentd.deps import idempotency_seed, request_id, require
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
 from paymentd.payments import service as payments
@@ -71,44 +72,64 @@ def present_event(event: PaymentEvent) -> PaymentEventOut:
     return PaymentEventOut(from_=event.from_status, to=event.to_status, at=event.created_at, source=event.source)
 
 
+Seed = Annotated[uuid.UUID | None, Depends(idempotency_seed)]
+Writer = Annotated[Principal, Depends(require(Scope.payments_write))]
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
+
+
+def wait_budget(request: Request, response: Response) -> float:
+    """Seconds this request may wait on Stripe: the configured budget, or longer
+    when the caller asks with `Prefer: wait=N` (capped by configuration)."""
+    settings = request.app.state.settings
+    match = _PREFER_WAIT.search(request.headers.get("prefer", ""))
+    if match is None:
+        return settings.sync_budget_ms / 1000
+    applied = min(int(match.group(1)), settings.max_wait_s)
+    response.headers["Preference-Applied"] = f"wait={applied}"
+    return float(applied)
+
+
+WaitBudget = Annotated[float, Depends(wait_budget)]
+
+
+def answer(outcome: payments.Outcome, response: Response) -> PaymentOut:
+    if outcome.accepted:
+        response.status_code = 202
+    return present(outcome.payment)
+
+
 @router.post("/create", status_code=201, response_model=PaymentOut)
 async def create_payment(
-    body: PaymentCreate,
-    service: Service,
-    rid: RequestId,
-    principal: Principal = Depends(require(Scope.payments_write)),
+    body: PaymentCreate, service: Service, rid: RequestId, seed: Seed, wait_s: WaitBudget, principal: Writer
 ) -> PaymentOut:
-    return present(await service.create(principal, body, rid))
+    return present((await service.create(principal, body, rid, seed=seed, wait_s=wait_s)).payment)
 
 
-@router.post("/confirm", response_model=PaymentOut)
+@router.post("/confirm", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
 async def confirm_payment(
     body: PaymentConfirm,
     service: Service,
     rid: RequestId,
-    principal: Principal = Depends(require(Scope.payments_write)),
+    seed: Seed,
+    wait_s: WaitBudget,
+    principal: Writer,
+    response: Response,
 ) -> PaymentOut:
-    return present(await service.confirm(principal, body, rid))
+    return answer(await service.confirm(principal, body, rid, seed=seed, wait_s=wait_s), response)
 
 
-@router.post("/capture", response_model=PaymentOut)
+@router.post("/capture", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
 async def capture_payment(
-    body: PaymentCapture,
-    service: Service,
-    rid: RequestId,
-    principal: Principal = Depends(require(Scope.payments_write)),
+    body: PaymentCapture, service: Service, rid: RequestId, wait_s: WaitBudget, principal: Writer, response: Response
 ) -> PaymentOut:
-    return present(await service.capture(principal, body, rid))
+    return answer(await service.capture(principal, body, rid, wait_s=wait_s), response)
 
 
-@router.post("/cancel", response_model=PaymentOut)
+@router.post("/cancel", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
 async def cancel_payment(
-    body: PaymentCancel,
-    service: Service,
-    rid: RequestId,
-    principal: Principal = Depends(require(Scope.payments_write)),
+    body: PaymentCancel, service: Service, rid: RequestId, wait_s: WaitBudget, principal: Writer, response: Response
 ) -> PaymentOut:
-    return present(await service.cancel(principal, body, rid))
+    return answer(await service.cancel(principal, body, rid, wait_s=wait_s), response)
 
 
 @router.get("/history", response_model=PaymentPage)

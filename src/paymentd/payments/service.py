@@ -1,46 +1,37 @@
-"""Payment use cases: create, confirm, capture, cancel, read, and applying what Stripe says.
+"""Payment use cases: create, confirm, capture, cancel, and reads.
 
-Each step is written down before it is done: the attempt row is committed
-before the Stripe call, no transaction is held open across a Stripe call, and
-every status change goes through `states.transition()` with its source.
+Work is written down before it is done: the attempt row is committed before the
+Stripe call and no transaction is held across one. Every Stripe call carries a
+key derived from paymentd's ids, and no request waits on Stripe longer than its
+budget: past it the call finishes in the background and the caller gets 202.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.auth.service import Principal
 from paymentd.db import Database
-from paymentd.errors import (
-    CardDeclined,
-    Conflict,
-    InvalidRequest,
-    NotFound,
-    ProviderUnavailable,
-)
+from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.logs import log
 from paymentd.money import Money
 from paymentd.payments import repository, sync
+from paymentd.payments.background import Background
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
-from paymentd.payments.schemas import (
-    PaymentCancel,
-    PaymentCapture,
-    PaymentConfirm,
-    PaymentCreate,
-)
-from paymentd.payments.states import (
-    PaymentStatus,
-    can_move,
-)
+from paymentd.payments.schemas import PaymentCancel, PaymentCapture, PaymentConfirm, PaymentCreate
+from paymentd.payments.states import PaymentStatus, can_move
 from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
-from paymentd.providers.base import PaymentProvider, ProviderPayment, ProviderStatus
+from paymentd.providers.base import PaymentProvider, ProviderPayment
 from paymentd.users.models import User
 
 CONFIRMABLE = {PaymentStatus.requires_payment_method, PaymentStatus.requires_confirmation}
@@ -50,20 +41,23 @@ CANCELABLE = {
     PaymentStatus.requires_action,
     PaymentStatus.requires_capture,
 }
-
 # Statuses that change at Stripe without a call from us (customer authentication,
 # bank settlement); reading such a payment asks Stripe first.
 REFRESH_ON_READ = {PaymentStatus.requires_action, PaymentStatus.processing}
-
-
-def _api_actor(principal: Principal, request_id: str) -> Actor:
-    return Actor("api", principal.api_key_id, request_id)
 
 
 def stripe_key(payment_id: uuid.UUID, operation: str, *parts: object) -> str:
     """Idempotency key for a Stripe call, derived only from paymentd's own ids,
     so a retry, a restart or a second worker repeats the same call, never a new one."""
     return ":".join(["paymentd", str(payment_id), operation, *map(str, parts)])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A payment after an operation; `accepted` when Stripe's answer is still pending (202)."""
+
+    payment: Payment
+    accepted: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,111 +71,197 @@ class PaymentService:
         self.database = database
         self.provider = provider
         self.read_budget_s = read_budget_s
+        self.background = Background()
+        # PaymentIntents being created in this process, so a confirm can wait for one.
+        self._creating: dict[uuid.UUID, asyncio.Task[ProviderPayment]] = {}
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, principal: Principal, data: PaymentCreate, request_id: str) -> Payment:
+    async def create(
+        self, principal: Principal, data: PaymentCreate, request_id: str, *, seed: uuid.UUID | None, wait_s: float
+    ) -> Outcome:
         money = Money.parse(data.amount, data.currency)
+        payment_id = uuid.uuid5(seed, "payment") if seed else uuid.uuid4()
         async with self.database.transaction() as session:
+            if seed and (existing := await repository.get(session, principal.account_id, payment_id)):
+                return Outcome(existing)  # a re-run of a request whose answer was lost
             user = await session.scalar(
                 select(User).where(User.id == data.user_id, User.account_id == principal.account_id)
             )
         if user is None:
             raise NotFound("No such user.", param="user_id")
-        payment_id = uuid.uuid4()
-        # Stripe first, then one insert: a failure leaves no half-made payment,
-        # and an unconfirmed PaymentIntent left behind by a crash can never charge.
-        intent = await self._call(
-            self.provider.create_payment(
-                amount=money.minor,
-                currency=money.currency,
-                payment_method_types=data.payment_method_types,
-                capture_method=data.capture_method,
-                payment_method=data.payment_method,
-                customer=user.provider_customer_id,
-                description=data.description,
-                receipt_email=data.receipt_email,
-                metadata={**data.metadata, "paymentd_payment_id": str(payment_id)},
-                idempotency_key=stripe_key(payment_id, "create"),
-            )
-        )
         payment = Payment(
             id=payment_id,
             account_id=principal.account_id,
             user_id=user.id,
             amount=money.minor,
             currency=money.currency,
-            status=self._initial_status(intent),
+            status=PaymentStatus.requires_confirmation if data.payment_method else PaymentStatus.requires_payment_method,
             payment_method_types=list(data.payment_method_types),
             payment_method=data.payment_method,
             capture_method=data.capture_method,
             description=data.description,
-            metadata_=data.metadata,
+            metadata_=dict(data.metadata),
             receipt_email=data.receipt_email,
-            client_secret=intent.client_secret,
-            stripe_payment_intent_id=intent.id,
         )
-        async with self.database.transaction() as session:
-            session.add(payment)
-            session.add(sync.status_event(payment, None, payment.status, _api_actor(principal, request_id)))
-            await session.flush()
-            await session.refresh(payment)
+        # Stripe first when it answers in time: a refusal then leaves nothing behind.
+        creating = self._create_intent(payment, user.provider_customer_id)
+        if await self.background.within(creating, wait_s):
+            intent = self._result(creating)
+            payment.stripe_payment_intent_id = intent.id
+            payment.client_secret = intent.client_secret
+        payment = await self._insert(payment, _api_actor(principal, request_id))
+        if payment.stripe_payment_intent_id is None:
+            # Slow Stripe: the payment exists now, its PaymentIntent is attached when it
+            # arrives (and by confirm, which re-sends the same keyed create, after a crash).
+            self.background.spawn(self._attach_intent_later(payment.id, creating))
         log.info("payment.created", payment_id=str(payment.id), status=payment.status)
-        return payment
+        return Outcome(payment)
 
-    @staticmethod
-    def _initial_status(intent: ProviderPayment) -> str:
-        if intent.status is ProviderStatus.requires_confirmation:
-            return PaymentStatus.requires_confirmation
-        return PaymentStatus.requires_payment_method
+    def _create_intent(self, payment: Payment, customer: str | None) -> asyncio.Task[ProviderPayment]:
+        """Create (or, with the same key, get back) the payment's PaymentIntent."""
+        if (running := self._creating.get(payment.id)) is not None:
+            return running
+        task = self.background.spawn(
+            self.provider.create_payment(
+                amount=payment.amount,
+                currency=payment.currency,
+                payment_method_types=payment.payment_method_types,
+                capture_method=payment.capture_method,
+                payment_method=None if payment.status == PaymentStatus.requires_payment_method else payment.payment_method,
+                customer=customer,
+                description=payment.description,
+                receipt_email=payment.receipt_email,
+                metadata={**payment.metadata_, "paymentd_payment_id": str(payment.id)},
+                idempotency_key=stripe_key(payment.id, "create"),
+            )
+        )
+        self._creating[payment.id] = task
+        task.add_done_callback(lambda _: self._creating.pop(payment.id, None))
+        return task
+
+    async def _insert(self, payment: Payment, actor: Actor) -> Payment:
+        try:
+            async with self.database.transaction() as session:
+                session.add(payment)
+                await session.flush()
+                session.add(sync.status_event(payment, None, payment.status, actor))
+                await session.flush()
+                await session.refresh(payment)
+                return payment
+        except IntegrityError:
+            # The same seeded request ran twice at once: the other one's row stands.
+            async with self.database.transaction() as session:
+                existing = await repository.get_by_id(session, payment.id)
+            if existing is None:
+                raise
+            return existing
+
+    async def _attach_intent_later(self, payment_id: uuid.UUID, creating: asyncio.Task[ProviderPayment]) -> None:
+        try:
+            intent = await creating
+        except provider_types.ProviderError as error:
+            if isinstance(error, provider_types.ProviderUnavailable):
+                return  # confirm re-sends the same keyed create; the reconciler looks too
+            async with self.database.transaction() as session:
+                payment = await repository.get_by_id(session, payment_id, lock=True)
+                payment.last_payment_error = {"type": "invalid_request_error", "code": error.code,
+                                              "decline_code": None, "message": error.message, "payment_method": None}
+                sync.move(session, payment, PaymentStatus.canceled, sync.RECONCILER)
+            return
+        async with self.database.transaction() as session:
+            payment = await repository.get_by_id(session, payment_id, lock=True)
+            if payment.stripe_payment_intent_id is None:
+                payment.stripe_payment_intent_id = intent.id
+                payment.client_secret = intent.client_secret
+
+    async def _intent_id(self, payment: Payment, wait_s: float) -> str:
+        """The PaymentIntent id, creating it first if create did not get one in time."""
+        if payment.stripe_payment_intent_id:
+            return payment.stripe_payment_intent_id
+        async with self.database.transaction() as session:
+            user = await session.get(User, payment.user_id)
+        creating = self._create_intent(payment, user.provider_customer_id)
+        if not await self.background.within(creating, wait_s):
+            raise ProviderUnavailable(
+                "The payment processor is slow to create this payment; retry shortly.",
+                status=503,
+                retry_after=1,
+            )
+        intent = self._result(creating)
+        async with self.database.transaction() as session:
+            row = await repository.get_by_id(session, payment.id, lock=True)
+            row.stripe_payment_intent_id = row.stripe_payment_intent_id or intent.id
+            row.client_secret = row.client_secret or intent.client_secret
+        return intent.id
 
     # ------------------------------------------------------------------ confirm
 
-    async def confirm(self, principal: Principal, data: PaymentConfirm, request_id: str) -> Payment:
+    async def confirm(
+        self, principal: Principal, data: PaymentConfirm, request_id: str, *, seed: uuid.UUID | None, wait_s: float
+    ) -> Outcome:
+        started = asyncio.get_running_loop().time()
         actor = _api_actor(principal, request_id)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
-            if payment.status not in CONFIRMABLE:
-                raise self._invalid_state(payment, "confirmed")
-            if await repository.has_pending_attempt(session, payment.id):
-                raise Conflict("A confirmation of this payment is already in progress.", code="payment_in_progress")
-            method = data.payment_method or payment.payment_method
-            if method is None:
-                raise InvalidRequest(
-                    "A payment method is needed to confirm.", code="parameter_missing", param="payment_method"
-                )
-            payment.attempt_count += 1
-            payment.payment_method = method
-            number = payment.attempt_count
-            session.add(PaymentAttempt(payment_id=payment.id, number=number, payment_method=method))
+        if payment.stripe_payment_intent_id is None and payment.status in CONFIRMABLE:
+            await self._intent_id(payment, wait_s)  # before the attempt opens: a slow create blocks nothing
+        async with self.database.transaction() as session:
+            payment = await self._locked(session, principal, data.payment_id)
+            number, method = await self._open_attempt(session, payment, data, seed)
             intent_id = payment.stripe_payment_intent_id
+        call = self.provider.confirm_payment(
+            intent_id,
+            payment_method=method,
+            return_url=data.return_url,
+            idempotency_key=stripe_key(payment.id, "confirm", number),
+        )
+        task = self.background.spawn(self._confirm_and_record(payment.id, number, call, actor))
+        remaining = wait_s - (asyncio.get_running_loop().time() - started)
+        return await self._answer(task, payment.id, remaining, actor, pending_status=PaymentStatus.processing)
 
+    async def _open_attempt(
+        self, session: AsyncSession, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None
+    ) -> tuple[int, str]:
+        """A new attempt, or the one a re-run of the same idempotent request left open."""
+        open_attempt = await repository.open_attempt(session, payment.id)
+        if open_attempt is not None:
+            if seed is not None and open_attempt.request_seed == seed:
+                return open_attempt.number, open_attempt.payment_method
+            raise Conflict("A confirmation of this payment is already in progress.", code="payment_in_progress")
+        if payment.status not in CONFIRMABLE:
+            raise _invalid_state(payment, "confirmed")
+        method = data.payment_method or payment.payment_method
+        if method is None:
+            raise InvalidRequest("A payment method is needed to confirm.", code="parameter_missing", param="payment_method")
+        payment.attempt_count += 1
+        payment.payment_method = method
+        session.add(PaymentAttempt(payment_id=payment.id, number=payment.attempt_count, payment_method=method,
+                                   request_seed=seed))
+        return payment.attempt_count, method
+
+    async def _confirm_and_record(self, payment_id: uuid.UUID, number: int, call: Any, actor: Actor) -> Payment:
+        """Runs to the end even when the caller stopped waiting: the outcome is recorded."""
         try:
-            intent = await self.provider.confirm_payment(
-                intent_id,
-                payment_method=method,
-                return_url=data.return_url,
-                idempotency_key=stripe_key(data.payment_id, "confirm", number),
-            )
+            intent = await call
         except provider_types.ProviderDeclined as declined:
-            await self._record_decline(data.payment_id, number, declined, actor)
+            await self._record_decline(payment_id, number, declined, actor)
             raise CardDeclined(
                 declined.message,
                 code=declined.code or "card_declined",
                 decline_code=declined.decline_code,
-                payment_id=str(data.payment_id),
+                payment_id=str(payment_id),
             ) from declined
         except provider_types.ProviderError as error:
-            await self._finish_attempt(data.payment_id, number, "unknown" if _transient(error) else "failed", error)
-            raise self._translate(error) from error
-
+            # Unavailable: Stripe may have acted; `unknown` leaves it to the reconciler.
+            outcome = "unknown" if isinstance(error, provider_types.ProviderUnavailable) else "failed"
+            await self._finish_attempt(payment_id, number, outcome, error)
+            raise translate(error) from error
         async with self.database.transaction() as session:
-            payment = await self._locked(session, principal, data.payment_id)
+            payment = await repository.get_by_id(session, payment_id, lock=True)
             sync.apply_provider_payment(session, payment, intent, actor)
-            attempt = await repository.attempt(session, payment.id, number)
-            attempt.outcome = intent.status.value
-            attempt.finished_at = datetime.now(UTC)
-        log.info("payment.confirmed", payment_id=str(payment.id), status=payment.status, attempt=number)
+            await sync.settle_open_attempts(session, payment, intent)
+        log.info("payment.confirmed", payment_id=str(payment_id), status=payment.status, attempt=number)
         return payment
 
     async def _record_decline(
@@ -211,7 +291,6 @@ class PaymentService:
     async def _finish_attempt(
         self, payment_id: uuid.UUID, number: int, outcome: str, error: provider_types.ProviderError
     ) -> None:
-        """`unknown` means Stripe may or may not have acted: the reconciler settles it."""
         async with self.database.transaction() as session:
             attempt = await repository.attempt(session, payment_id, number)
             attempt.outcome = outcome
@@ -221,41 +300,82 @@ class PaymentService:
 
     # ------------------------------------------------------------------ capture / cancel
 
-    async def capture(self, principal: Principal, data: PaymentCapture, request_id: str) -> Payment:
+    async def capture(self, principal: Principal, data: PaymentCapture, request_id: str, *, wait_s: float) -> Outcome:
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status != PaymentStatus.requires_capture:
-                raise self._invalid_state(payment, "captured")
+                raise _invalid_state(payment, "captured")
             amount = None
             if data.amount is not None:
                 amount = Money.parse(data.amount, payment.currency, check_limits=False).minor
                 if amount > payment.amount_capturable:
                     raise InvalidRequest(
-                        "The amount to capture exceeds what was authorized.",
-                        code="amount_too_large",
-                        param="amount",
+                        "The amount to capture exceeds what was authorized.", code="amount_too_large", param="amount"
                     )
-            intent_id = payment.stripe_payment_intent_id
         # Stripe captures a PaymentIntent once, so the key only needs the amount.
-        key = stripe_key(data.payment_id, "capture", amount or "full")
-        intent = await self._call(self.provider.capture_payment(intent_id, amount=amount, idempotency_key=key))
-        return await self._apply(principal, data.payment_id, intent, _api_actor(principal, request_id))
+        call = self.provider.capture_payment(
+            payment.stripe_payment_intent_id,
+            amount=amount,
+            idempotency_key=stripe_key(payment.id, "capture", amount or "full"),
+        )
+        actor = _api_actor(principal, request_id)
+        task = self.background.spawn(self._apply_when_done(payment.id, call, actor))
+        return await self._answer(task, payment.id, wait_s, actor, pending_status=PaymentStatus.processing)
 
-    async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str) -> Payment:
+    async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str, *, wait_s: float) -> Outcome:
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status not in CANCELABLE:
-                raise self._invalid_state(payment, "canceled")
+                raise _invalid_state(payment, "canceled")
+        if payment.stripe_payment_intent_id is None:
+            intent_id = await self._intent_id(payment, wait_s)
+        else:
             intent_id = payment.stripe_payment_intent_id
-        key = stripe_key(data.payment_id, "cancel")
-        intent = await self._call(self.provider.cancel_payment(intent_id, reason=data.reason, idempotency_key=key))
-        return await self._apply(principal, data.payment_id, intent, _api_actor(principal, request_id))
+        call = self.provider.cancel_payment(intent_id, reason=data.reason, idempotency_key=stripe_key(payment.id, "cancel"))
+        actor = _api_actor(principal, request_id)
+        task = self.background.spawn(self._apply_when_done(payment.id, call, actor))
+        # A cancel in flight shows the payment as it stands, not as processing.
+        return await self._answer(task, payment.id, wait_s, actor, pending_status=None)
 
-    async def _apply(self, principal: Principal, payment_id: uuid.UUID, intent: ProviderPayment, actor: Actor) -> Payment:
+    async def _apply_when_done(self, payment_id: uuid.UUID, call: Any, actor: Actor) -> Payment:
+        try:
+            intent = await call
+        except provider_types.ProviderError as error:
+            raise translate(error) from error
         async with self.database.transaction() as session:
-            payment = await self._locked(session, principal, payment_id)
+            payment = await repository.get_by_id(session, payment_id, lock=True)
             sync.apply_provider_payment(session, payment, intent, actor)
         return payment
+
+    async def _answer(
+        self,
+        task: asyncio.Task[Payment],
+        payment_id: uuid.UUID,
+        wait_s: float,
+        actor: Actor,
+        *,
+        pending_status: PaymentStatus | None,
+    ) -> Outcome:
+        """The finished result within the budget; else 202 with the payment as it
+        stands (moved to `processing` where that says what is happening)."""
+        if await self.background.within(task, wait_s):
+            return Outcome(self._result(task))
+        async with self.database.transaction() as session:
+            payment = await repository.get_by_id(session, payment_id, lock=True)
+            if task.done():  # finished while we took the lock
+                return Outcome(self._result(task))
+            if pending_status and can_move(PaymentStatus(payment.status), pending_status):
+                sync.move(session, payment, pending_status, actor)
+        log.info("payment.accepted", payment_id=str(payment_id), status=payment.status)
+        return Outcome(payment, accepted=True)
+
+    @staticmethod
+    def _result(task: asyncio.Task[Any]) -> Any:
+        """A finished task's value; provider errors in the contract's terms."""
+        try:
+            return task.result()
+        except provider_types.ProviderError as error:
+            raise translate(error) from error
 
     # ------------------------------------------------------------------ reads
 
@@ -264,11 +384,16 @@ class PaymentService:
             payment = await repository.get(session, principal.account_id, payment_id)
             if payment is None:
                 raise NotFound("No such payment.", param="id")
-        if payment.status in REFRESH_ON_READ:
+        if payment.status in REFRESH_ON_READ and not await self._busy(payment.id):
             await sync.refresh(self.database, self.provider, payment.id, sync.RECONCILER, timeout=self.read_budget_s)
         async with self.database.transaction() as session:
             payment = await repository.get(session, principal.account_id, payment_id)
             return PaymentView(payment, await repository.events(session, payment.id))
+
+    async def _busy(self, payment_id: uuid.UUID) -> bool:
+        """An attempt still open means our own call is in flight: don't race it."""
+        async with self.database.transaction() as session:
+            return await repository.open_attempt(session, payment_id) is not None
 
     async def history(
         self, principal: Principal, where: repository.HistoryFilter, *, limit: int, cursor: str | None
@@ -276,46 +401,35 @@ class PaymentService:
         async with self.database.transaction() as session:
             return await repository.history(session, principal.account_id, where, limit=limit, cursor=cursor)
 
-    # ------------------------------------------------------------------ helpers
-
     async def _locked(self, session: AsyncSession, principal: Principal, payment_id: uuid.UUID) -> Payment:
         payment = await repository.get(session, principal.account_id, payment_id, lock=True)
         if payment is None:
             raise NotFound("No such payment.", param="payment_id")
         return payment
 
-    @staticmethod
-    def _invalid_state(payment: Payment, verb: str) -> Conflict:
-        return Conflict(
-            f"A payment in status `{payment.status}` cannot be {verb}.", code="invalid_state", param="payment_id"
+
+def _api_actor(principal: Principal, request_id: str) -> Actor:
+    return Actor("api", principal.api_key_id, request_id)
+
+
+def _invalid_state(payment: Payment, verb: str) -> Conflict:
+    return Conflict(f"A payment in status `{payment.status}` cannot be {verb}.", code="invalid_state", param="payment_id")
+
+
+def translate(error: provider_types.ProviderError) -> PaymentdError:
+    """Provider failures in the contract's terms; the one place they are mapped."""
+    if isinstance(error, provider_types.ProviderUnavailable):
+        status = 504 if error.kind == "timeout" else 503 if error.kind == "rate_limited" else 502
+        return ProviderUnavailable(
+            "The payment processor is unavailable; retry with the same Idempotency-Key.",
+            code=f"processor_{error.kind}",
+            status=status,
+            retry_after=max(1, round(error.retry_after or 1)) if status == 503 else None,
         )
-
-    async def _call(self, call):  # type: ignore[no-untyped-def]
-        try:
-            return await call
-        except provider_types.ProviderError as error:
-            raise self._translate(error) from error
-
-    @staticmethod
-    def _translate(error: provider_types.ProviderError) -> Exception:
-        """Provider failures in the contract's terms; the one place they are mapped."""
-        if isinstance(error, provider_types.ProviderUnavailable):
-            status = 504 if error.kind == "timeout" else 503 if error.kind == "rate_limited" else 502
-            retry_after = max(1, round(error.retry_after or 1)) if status == 503 else None
-            return ProviderUnavailable(
-                "The payment processor is unavailable; the request can be retried with the same Idempotency-Key.",
-                code=f"processor_{error.kind}",
-                status=status,
-                retry_after=retry_after,
-            )
-        if isinstance(error, provider_types.ProviderInvalidRequest):
-            return InvalidRequest(error.message, code=error.code or "processor_invalid_request", param=error.param)
-        # Declines are answered by confirm itself; anything else here is the processor refusing us.
-        return ProviderUnavailable("The payment processor refused the request.", code="processor_error", status=502)
-
-
-def _transient(error: provider_types.ProviderError) -> bool:
-    return isinstance(error, provider_types.ProviderUnavailable)
+    if isinstance(error, provider_types.ProviderInvalidRequest):
+        return InvalidRequest(error.message, code=error.code or "processor_invalid_request", param=error.param)
+    # Declines are answered by confirm itself; anything else here is the processor refusing us.
+    return ProviderUnavailable("The payment processor refused the request.", code="processor_error", status=502)
 
 
 def history_filter(
@@ -325,6 +439,3 @@ def history_filter(
         if status not in PaymentStatus.__members__:
             raise InvalidRequest(f"Unknown status `{status}`.", code="parameter_invalid", param="status")
     return repository.HistoryFilter(user_id, tuple(statuses), created_gte, created_lt)
-
-
-__all__ = ["PaymentService", "PaymentView", "history_filter", "stripe_key"]

@@ -1,0 +1,206 @@
+"""Idempotency-Key: claim atomically in PostgreSQL before any side effect, replay after.
+
+Same key, endpoint and body: the stored response again (`Idempotent-Replayed: true`).
+Other endpoint or body: 422. Still running: 409. A request that died half way
+(its lease ran out) or failed transiently (5xx, 429) is re-run under the same
+seed, so it recreates the same ids and sends Stripe the same keys: never twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from paymentd.auth import service as auth_service
+from paymentd.db import Database
+from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError
+from paymentd.http import replay_body, send_error
+from paymentd.logs import log
+
+_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
+# Headers a replay must not repeat: each response gets its own request id and length.
+_NOT_REPLAYED = {b"x-request-id", b"content-length", b"date", b"server"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    seed: uuid.UUID
+    replay: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+
+
+def request_hash(method: str, path: str, body: bytes) -> str:
+    """Bodies equal as JSON hash alike, whatever their spacing or key order."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, database: Database, *, lease: timedelta) -> None:
+        self.database = database
+        self.lease = lease
+
+    async def claim(self, account_id: uuid.UUID, key: str, fingerprint: str) -> Claim:
+        async with self.database.transaction() as session:
+            seed = await session.scalar(
+                text(
+                    "INSERT INTO idempotency_keys (account_id, key, request_hash, locked_until) "
+                    "VALUES (:a, :k, :h, clock_timestamp() + :lease) ON CONFLICT DO NOTHING RETURNING seed"
+                ),
+                {"a": account_id, "k": key, "h": fingerprint, "lease": self.lease},
+            )
+            if seed is not None:
+                return Claim(seed)
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
+                        "response_status, response_headers, response_body FROM idempotency_keys "
+                        "WHERE account_id = :a AND key = :k FOR UPDATE"
+                    ),
+                    {"a": account_id, "k": key},
+                )
+            ).one()
+            if row.request_hash != fingerprint:
+                raise IdempotencyError(
+                    "This Idempotency-Key was used with another endpoint or body.", param="Idempotency-Key"
+                )
+            if row.state == "done":
+                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row.response_headers]
+                return Claim(row.seed, (row.response_status, headers, row.response_body))
+            if row.state == "in_flight" and row.live:
+                raise IdempotencyError(
+                    "A request with this Idempotency-Key is still in progress; retry shortly.",
+                    status=409,
+                    param="Idempotency-Key",
+                )
+            # Retryable, or in flight past its lease (the process died): run again, same seed.
+            await session.execute(
+                text(
+                    "UPDATE idempotency_keys SET state = 'in_flight', locked_until = clock_timestamp() + :lease "
+                    "WHERE account_id = :a AND key = :k"
+                ),
+                {"a": account_id, "k": key, "lease": self.lease},
+            )
+            return Claim(row.seed)
+
+    async def finish(
+        self, account_id: uuid.UUID, key: str, status: int | None, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Keep the answer; but a transient failure (5xx, 429) or a crash is not an
+        answer worth replaying: the key stays usable for a retry."""
+        final = status is not None and status < 500 and status != 429
+        stored = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _NOT_REPLAYED]
+        async with self.database.transaction() as session:
+            await session.execute(
+                text(
+                    "UPDATE idempotency_keys SET state = :state, locked_until = NULL, response_status = :status, "
+                    "response_headers = CAST(:headers AS jsonb), response_body = :body "
+                    "WHERE account_id = :a AND key = :k"
+                ),
+                {
+                    "state": "done" if final else "retryable",
+                    "status": status if final else None,
+                    "headers": json.dumps(stored) if final else None,
+                    "body": body if final else None,
+                    "a": account_id,
+                    "k": key,
+                },
+            )
+
+
+class IdempotencyMiddleware:
+    """Wraps every POST under /api that carries an Idempotency-Key."""
+
+    def __init__(self, app: ASGIApp, *, store_factory) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.store_factory = store_factory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, b"idempotency-key")
+        if scope["type"] != "http" or scope["method"] != "POST" or key is None or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        request_id = scope["state"]["request_id"]
+        store: IdempotencyStore = self.store_factory(scope)
+        try:
+            if not _KEY_RE.match(key):
+                raise InvalidRequest(
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters.",
+                    code="idempotency_key_invalid",
+                    param="Idempotency-Key",
+                )
+            principal = await self._principal(scope, store.database)
+            if principal is None:  # the route answers 401 itself
+                await self.app(scope, receive, send)
+                return
+            body = await _read(receive)
+            claim = await store.claim(principal.account_id, key, request_hash("POST", scope["path"], body))
+        except PaymentdError as error:
+            await send_error(send, error, request_id)
+            return
+        if claim.replay is not None:
+            status, headers, stored_body = claim.replay
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers, (b"idempotent-replayed", b"true"),
+                                    (b"content-length", str(len(stored_body)).encode())]})
+            await send({"type": "http.response.body", "body": stored_body})
+            return
+
+        scope["state"]["idempotency_seed"] = claim.seed
+        captured: dict = {"status": None, "headers": [], "body": bytearray()}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body(body, receive), capture)
+        finally:
+            try:
+                await store.finish(
+                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"])
+                )
+            except Exception:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
+                log.exception("idempotency.finish_failed")
+
+    @staticmethod
+    async def _principal(scope: Scope, database: Database):  # type: ignore[no-untyped-def]
+        authorization = _header(scope, b"authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        async with database.transaction() as session:
+            principal = await auth_service.authenticate(session, token.strip())
+        # The route's auth dependency reuses it rather than querying again.
+        scope["state"]["principal"] = principal
+        return principal
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
