@@ -26,3 +26,29 @@ class RequestModel(BaseModel):
     """Unknown fields are refused, as Stripe refuses unknown parameters."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="allow")  # card_error adds decline_code and payment_id
+
+    type: str
+    code: str | None
+    message: str
+    param: str | None
+    request_id: str
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error, from any endpoint (API.md, "Errors")."""
+
+    error: ErrorBody
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses=` documenting the error envelope under each status."""
+    return {status: {"model": ErrorEnvelope, "description": "Error"} for status in statuses}
+
+
+# What any authenticated /api route may answer besides success. Listing 422 also
+# replaces FastAPI's default validation schema, which paymentd never returns.
+API_ERRORS = error_responses(400, 401, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503, 504)

@@ -161,8 +161,9 @@ def test_create_payment_conforms(api_schema, seeded: Seeded) -> None:  # type: i
 
 
 # A NUL character is valid JSON and valid per the documented string schemas, but PostgreSQL text
-# cannot store it. Found by the fuzzing above (POST /api/users email, POST /api/payments/create
-# receipt_email); pinned here so the regression does not depend on Hypothesis' luck.
+# cannot store it: it used to be a 500. Found by the fuzzing above (POST /api/users email,
+# POST /api/payments/create receipt_email); pinned here so the regression test does not depend
+# on Hypothesis' luck.
 NUL_BODIES = {
     "users-name": ("/api/users", {"email": "nul@example.com", "name": "A\u0000B"}),
     "users-external_id": ("/api/users", {"email": "nul@example.com", "name": "Ann", "external_id": "x\u0000"}),

@@ -14,6 +14,7 @@ from paymentd.auth.service import Principal
 from paymentd.deps import idempotency_seed, request_id, require
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
+from paymentd.schemas import API_ERRORS, error_responses
 from paymentd.payments import service as payments
 from paymentd.payments.models import Payment, PaymentEvent
 from paymentd.payments.repository import encode_cursor
@@ -28,7 +29,7 @@ from paymentd.payments.schemas import (
     PaymentPage,
 )
 
-router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute)
+router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute, responses=API_ERRORS)
 
 
 def get_service(request: Request) -> payments.PaymentService:
@@ -105,7 +106,11 @@ async def create_payment(
     return present((await service.create(principal, body, rid, seed=seed, wait_s=wait_s)).payment)
 
 
-@router.post("/confirm", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
+@router.post(
+    "/confirm",
+    response_model=PaymentOut,
+    responses={202: {"model": PaymentOut, "description": "Stripe still working"}, **error_responses(402)},
+)
 async def confirm_payment(
     body: PaymentConfirm,
     service: Service,
@@ -118,14 +123,14 @@ async def confirm_payment(
     return answer(await service.confirm(principal, body, rid, seed=seed, wait_s=wait_s), response)
 
 
-@router.post("/capture", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
+@router.post("/capture", response_model=PaymentOut, responses={202: {"model": PaymentOut, "description": "Stripe still working"}})
 async def capture_payment(
     body: PaymentCapture, service: Service, rid: RequestId, wait_s: WaitBudget, principal: Writer, response: Response
 ) -> PaymentOut:
     return answer(await service.capture(principal, body, rid, wait_s=wait_s), response)
 
 
-@router.post("/cancel", response_model=PaymentOut, responses={202: {"description": "Stripe still working"}})
+@router.post("/cancel", response_model=PaymentOut, responses={202: {"model": PaymentOut, "description": "Stripe still working"}})
 async def cancel_payment(
     body: PaymentCancel, service: Service, rid: RequestId, wait_s: WaitBudget, principal: Writer, response: Response
 ) -> PaymentOut:

@@ -11,10 +11,11 @@ from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.deps import get_database, require
 from paymentd.http import ExactJSONRoute
+from paymentd.schemas import API_ERRORS
 from paymentd.users import service
 from paymentd.users.schemas import UserCreate, UserOut
 
-router = APIRouter(prefix="/api/users", tags=["users"], route_class=ExactJSONRoute)
+router = APIRouter(prefix="/api/users", tags=["users"], route_class=ExactJSONRoute, responses=API_ERRORS)
 
 
 @router.post("", status_code=201, response_model=UserOut)

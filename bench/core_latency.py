@@ -1,0 +1,419 @@
+"""paymentd's own latency overhead: create + confirm through paymentd vs. straight to the simulator.
+
+One run starts everything itself: the Stripe simulator (`python -m stripe_sim`, zero injected
+latency), a fresh PostgreSQL database on the local server, and `paymentd serve` as a real process
+in sandbox mode against that simulator. Then, from several load-generator processes (asyncio +
+httpx; one Python process tops out near ~130 req/s, so the 50 connections are split between
+processes), 50 concurrent clients loop create -> confirm:
+
+  direct    POST /v1/payment_intents, then POST /v1/payment_intents/{id}/confirm on the
+            simulator, with the same form parameters paymentd's Stripe adapter sends;
+  paymentd  POST /api/payments/create, then POST /api/payments/confirm (pm_card_visa).
+
+Each phase has a warm-up (discarded) and a measured window. The report gives median and p99 of
+each call for both targets and the difference, paymentd's own overhead, plus CPU time used by
+every party, and is written as Markdown (default bench/results/core-latency-<UTC date>.md).
+
+Run on demand, never part of the test suite:
+
+    .venv/bin/python bench/core_latency.py
+    .venv/bin/python bench/core_latency.py --clients 50 --processes 5 --duration 20 --warmup 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+ADMIN_URL = os.environ.get("PAYMENTD_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SIM_KEY = "sk_test_paymentd_bench"
+TARGET_P99_OVERHEAD_MS = 25.0
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+@dataclass
+class Sample:
+    op: str  # "create" | "confirm"
+    started: float  # time.time() when the request was sent
+    ms: float
+    ok: bool
+
+
+async def _direct_pair(client: httpx.AsyncClient) -> list[Sample]:
+    """What paymentd's StripeProvider sends for create and confirm, as form posts."""
+    samples = []
+    create = {
+        "amount": "2000",
+        "currency": "usd",
+        "payment_method_types[0]": "card",
+        "capture_method": "automatic",
+        "metadata[paymentd_payment_id]": str(uuid.uuid4()),
+        "expand[0]": "latest_charge",
+    }
+    started, t0 = time.time(), time.perf_counter()
+    r = await client.post("/v1/payment_intents", data=create, headers={"Idempotency-Key": uuid.uuid4().hex})
+    ok = r.status_code == 200 and r.json().get("status") == "requires_payment_method"
+    samples.append(Sample("create", started, (time.perf_counter() - t0) * 1000, ok))
+    if not ok:
+        return samples
+    pi = r.json()["id"]
+    started, t0 = time.time(), time.perf_counter()
+    r = await client.post(
+        f"/v1/payment_intents/{pi}/confirm",
+        data={"payment_method": "pm_card_visa", "expand[0]": "latest_charge"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    ok = r.status_code == 200 and r.json().get("status") == "succeeded"
+    samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
+    return samples
+
+
+async def _paymentd_pair(client: httpx.AsyncClient, user_id: str) -> list[Sample]:
+    samples = []
+    started, t0 = time.time(), time.perf_counter()
+    r = await client.post("/api/payments/create", json={"user_id": user_id, "amount": "20.00"})
+    ok = r.status_code == 201
+    samples.append(Sample("create", started, (time.perf_counter() - t0) * 1000, ok))
+    if not ok:
+        return samples
+    started, t0 = time.time(), time.perf_counter()
+    r = await client.post(
+        "/api/payments/confirm", json={"payment_id": r.json()["id"], "payment_method": "pm_card_visa"}
+    )
+    ok = r.status_code == 200 and r.json().get("status") == "succeeded"
+    samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
+    return samples
+
+
+async def _drive(target: str, base_url: str, headers: dict, user_id: str, connections: int, stop_at: float):
+    samples: list[Sample] = []
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
+
+        async def one_client() -> None:
+            while time.time() < stop_at:
+                started = time.time()
+                try:
+                    if target == "direct":
+                        samples.extend(await _direct_pair(client))
+                    else:
+                        samples.extend(await _paymentd_pair(client, user_id))
+                except httpx.HTTPError:  # a dropped connection counts as a failed request, not a crash
+                    samples.append(Sample("transport", started, 0.0, False))
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(one_client() for _ in range(connections)))
+    return samples
+
+
+def _generator_process(target, base_url, headers, user_id, connections, ready, go, stop_in, out) -> None:  # type: ignore[no-untyped-def]
+    ready.put(os.getpid())
+    go.wait()
+    cpu0 = time.process_time()
+    samples = asyncio.run(_drive(target, base_url, headers, user_id, connections, time.time() + stop_in))
+    out.put(([(s.op, s.started, s.ms, s.ok) for s in samples], time.process_time() - cpu0))
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, expect: int | None = 200) -> None:
+    """Until `url` answers `expect` (any status when None)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=2)
+            if expect is None or r.status_code == expect:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
+
+
+def cli(env: dict, *args: str) -> str:
+    done = subprocess.run([str(VENV_BIN / "paymentd"), *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"paymentd {' '.join(args)} failed: {done.stderr}")
+    return done.stdout.strip()
+
+
+def postgres_processes() -> list[psutil.Process]:
+    """Every PostgreSQL process, re-listed each time: backends start when paymentd opens connections."""
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+
+
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    found = {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            found[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    # A process born inside the window counts from zero; one that died in it is lost (rare here).
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+@dataclass
+class Phase:
+    target: str
+    samples: list[tuple[str, float, float, bool]] = field(default_factory=list)
+    generator_cpu: float = 0.0
+    server_cpu: dict[str, float] = field(default_factory=dict)
+    measured_s: float = 0.0
+
+    def latencies(self, op: str) -> list[float]:
+        return sorted(ms for o, _, ms, ok in self.samples if o == op and ok)
+
+    def errors(self) -> int:
+        return sum(1 for *_, ok in self.samples if not ok)
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    rank = max(1, round(p / 100 * len(values) + 0.5 - 1e-9))
+    return values[min(rank, len(values)) - 1]
+
+
+def run_phase(
+    target: str, base_url: str, headers: dict, user_ids: list[str], args, watched: dict[str, Callable[[], list[psutil.Process]]]
+) -> Phase:
+    ctx = mp.get_context("spawn")
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    shares = [args.clients // args.processes + (1 if i < args.clients % args.processes else 0) for i in range(args.processes)]
+    procs = [
+        ctx.Process(
+            target=_generator_process,
+            args=(target, base_url, headers, user_ids[i], n, ready, go, args.warmup + args.duration, out),
+            daemon=True,
+        )
+        for i, n in enumerate(shares)
+        if n
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=60)
+    start = time.time()
+    go.set()
+    time.sleep(args.warmup)
+    cpu_before = {name: cpu_by_pid(list_procs()) for name, list_procs in watched.items()}
+    measure_from = time.time()
+    time.sleep(args.duration)
+    cpu_after = {name: cpu_by_pid(list_procs()) for name, list_procs in watched.items()}
+    measure_to = time.time()
+    phase = Phase(target, measured_s=measure_to - measure_from)
+    for _ in procs:
+        samples, cpu = out.get(timeout=args.duration + 120)
+        # Requests started in the warm-up are discarded; so are the ones after the window.
+        phase.samples.extend(s for s in samples if measure_from <= s[1] < measure_to)
+        phase.generator_cpu += cpu * args.duration / (time.time() - start)  # pro rata, approximate
+    for p in procs:
+        p.join(timeout=30)
+    phase.server_cpu = {name: cpu_delta(cpu_before[name], cpu_after[name]) for name in watched}
+    return phase
+
+
+def machine() -> dict[str, str]:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.rstrip()
+    return {
+        "nproc": subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip(),
+        "cpu": model,
+        "free": free,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def report(direct: Phase, through: Phase, args, command: str, info: dict[str, str], notes: list[str]) -> str:
+    def row(name: str, ph: Phase) -> str:
+        c, f = ph.latencies("create"), ph.latencies("confirm")
+        rate = len(f) / ph.measured_s if ph.measured_s else 0
+        return (
+            f"| {name} | {statistics.median(c):.1f} | {pct(c, 99):.1f} | {statistics.median(f):.1f} | "
+            f"{pct(f, 99):.1f} | {len(c)} / {len(f)} | {rate:.0f} | {ph.errors()} |"
+        )
+
+    def over(op: str, p: float | None) -> float:
+        a, b = through.latencies(op), direct.latencies(op)
+        if p is None:
+            return statistics.median(a) - statistics.median(b)
+        return pct(a, p) - pct(b, p)
+
+    worst_p99 = max(over("create", 99), over("confirm", 99))
+    verdict = "MET" if worst_p99 < TARGET_P99_OVERHEAD_MS else "MISSED"
+    cpu_rows = "\n".join(
+        f"| {ph.target} | {ph.server_cpu.get('stripe_sim', 0) / ph.measured_s:.2f} | "
+        f"{ph.server_cpu.get('paymentd', 0) / ph.measured_s:.2f} | {ph.server_cpu.get('postgres', 0) / ph.measured_s:.2f} | "
+        f"{ph.generator_cpu / ph.measured_s:.2f} |"
+        for ph in (direct, through)
+    )
+    lines = [
+        f"# paymentd core latency: overhead over the simulator ({dt.datetime.now(dt.UTC):%Y-%m-%d})",
+        "",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Command: `{command}`",
+        f"- Load: {args.clients} concurrent clients (keep-alive connections) in {args.processes} generator processes, "
+        f"each client looping create -> confirm; warm-up {args.warmup:g} s discarded, measured window "
+        f"{args.duration:g} s per target; simulator at zero injected latency; paymentd `serve --workers "
+        f"{args.workers}`, log level {args.log_level}.",
+        f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
+        "",
+        "```",
+        "$ free -h",
+        info["free"],
+        "```",
+        "",
+        "## Latency (ms, measured at the client)",
+        "",
+        "| target | create median | create p99 | confirm median | confirm p99 | samples (create / confirm) | pairs/s | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        row("stripe_sim direct", direct),
+        row("through paymentd", through),
+        f"| **paymentd overhead** | **{over('create', None):.1f}** | **{over('create', 99):.1f}** | "
+        f"**{over('confirm', None):.1f}** | **{over('confirm', 99):.1f}** | | | |",
+        "",
+        f"Target for this stage: p99 overhead under {TARGET_P99_OVERHEAD_MS:g} ms -> **{verdict}** "
+        f"(worst p99 overhead {worst_p99:.1f} ms).",
+        "",
+        "## CPU used during the measured window (cores busy, i.e. CPU-seconds per second)",
+        "",
+        "| phase | stripe_sim | paymentd | postgres (all backends) | load generators |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        cpu_rows,
+        "",
+    ]
+    if notes:
+        lines += ["## Notes from the run", "", *[f"- {n}" for n in notes], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=5, help="load-generator processes sharing the clients")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
+    parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds before each window")
+    parser.add_argument("--workers", type=int, default=1, help="paymentd serve --workers")
+    parser.add_argument("--log-level", default="INFO", help="paymentd's PAYMENTD_LOG_LEVEL (default INFO, as shipped)")
+    parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
+    parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
+    args = parser.parse_args()
+    command = "python bench/core_latency.py " + shlex.join(sys.argv[1:])
+    out = args.out or ROOT / "bench" / "results" / f"core-latency-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
+
+    workdir = Path(tempfile.mkdtemp(prefix="paymentd-bench-"))
+    db_name = f"paymentd_bench_{uuid.uuid4().hex[:10]}"
+    children: list[subprocess.Popen] = []
+    try:
+        sim_port, api_port = free_port(), free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "stripe_sim", "--host", "127.0.0.1", "--port", str(sim_port), "--log-level", "warning"],
+            stdout=open(workdir / "sim.log", "wb"), stderr=subprocess.STDOUT,
+        )
+        children.append(sim)
+        wait_http(f"{sim_url}/v1/payment_intents", expect=None)  # up once it answers at all
+
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{db_name}"')
+        database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL"))}
+        env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level}
+        cli(env, "account", "create", "bench")  # also migrates
+        key = cli(env, "apikey", "create", "--account", "bench", "--scope", "admin")
+
+        api = subprocess.Popen(
+            [str(VENV_BIN / "paymentd"), "serve", "--host", "127.0.0.1", "--port", str(api_port),
+             "--workers", str(args.workers)],
+            env=env, stdout=open(workdir / "paymentd.log", "wb"), stderr=subprocess.STDOUT,
+        )
+        children.append(api)
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_http(f"{api_url}/readyz")
+        auth = {"Authorization": f"Bearer {key}"}
+        user_ids = []
+        for i in range(args.processes):
+            r = httpx.post(f"{api_url}/api/users", json={"email": f"bench{i}@example.com", "name": f"Bench {i}"},
+                           headers=auth, timeout=30)
+            r.raise_for_status()
+            user_ids.append(r.json()["id"])
+
+        def tree(pid: int) -> Callable[[], list[psutil.Process]]:
+            return lambda: [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+        watched = {"stripe_sim": tree(sim.pid), "paymentd": tree(api.pid), "postgres": postgres_processes}
+        print(f"stripe_sim pid {sim.pid} {sim_url}, paymentd pid {api.pid} {api_url}, database {db_name}; logs in {workdir}", file=sys.stderr)
+
+        direct = run_phase("direct", sim_url, {"Authorization": f"Bearer {SIM_KEY}"}, user_ids, args, watched)
+        print(f"direct: {len(direct.samples)} samples, {direct.errors()} errors", file=sys.stderr)
+        through = run_phase("paymentd", api_url, auth, user_ids, args, watched)
+        print(f"paymentd: {len(through.samples)} samples, {through.errors()} errors", file=sys.stderr)
+
+        notes = []
+        for ph in (direct, through):
+            if ph.errors():
+                notes.append(f"{ph.target}: {ph.errors()} failed requests, excluded from the latencies.")
+        text = report(direct, through, args, command, machine(), notes)
+        print(text)
+        if str(out) != "-":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            print(f"written to {out}", file=sys.stderr)
+    finally:
+        for child in reversed(children):
+            child.terminate()
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if not args.keep:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
