@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -44,8 +45,9 @@ def sim_config(sim) -> Iterator:  # type: ignore[no-untyped-def]
         assert response.status_code == 200, response.text
 
     yield configure
-    httpx.post(f"{sim.url}/_sim/config", json={k: defaults[k] for k in ("latency_ms", "latency_p99_ms",
-               "latency_by_operation", "fault_rates", "rate_limit_rps", "rate_limit_by_operation")})
+    knobs = ("latency_ms", "latency_p99_ms", "latency_by_operation", "fault_rates", "rate_limit_rps",
+             "rate_limit_by_operation", "hang_s", "seed")
+    httpx.post(f"{sim.url}/_sim/config", json={k: defaults[k] for k in knobs})
     httpx.delete(f"{sim.url}/_sim/faults")
 
 
@@ -62,6 +64,9 @@ def settings(database_url: str, sim) -> Settings:  # type: ignore[no-untyped-def
         stripe_api_base=sim.url,
         stripe_max_network_retries=2,
         log_level="WARNING",
+        # No background sweeps racing other tests' assertions; tests of the worker
+        # start their own server with one (`hooked` below).
+        run_worker=False,
     )
 
 
@@ -113,3 +118,55 @@ async def merchant(paymentd: ThreadedServer, database: Database) -> AsyncIterato
 async def anonymous(paymentd: ThreadedServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=paymentd.url, timeout=30) as client:
         yield client
+
+
+# A secret paymentd still accepts while Stripe already signs with the new one (rotation).
+ROTATED_OUT_SECRET = "whsec_paymentd_tests_previous_secret"
+
+
+@dataclass
+class Hooked:
+    """A simulator of its own whose webhook endpoint points at a paymentd of its own."""
+
+    sim: Any
+    server: ThreadedServer
+    settings: Settings
+    secret: str  # the endpoint's signing secret, returned by the simulator
+    endpoint_id: str
+
+    def sim_post(self, path: str, **json: Any) -> dict:
+        response = httpx.post(f"{self.sim.url}{path}", json=json, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def hooked(database_url: str) -> Iterator[Hooked]:
+    """For webhook and reconciler tests: their own simulator (knobs and deliveries stay
+    out of other modules) and paymentd server (with webhook secrets and a job worker),
+    on the session database."""
+    import stripe_sim
+
+    from paymentd.app import SANDBOX_KEY
+
+    sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0)
+    auth = {"Authorization": f"Bearer {SANDBOX_KEY}"}
+    created = httpx.post(f"{sim.url}/v1/webhook_endpoints", headers=auth, data={
+        "url": "http://127.0.0.1:9/not-yet", "enabled_events[]": "*"}).json()
+    settings = Settings(
+        database_url=database_url,
+        stripe_api_base=sim.url,
+        stripe_webhook_secrets=[ROTATED_OUT_SECRET, created["secret"]],
+        stripe_max_network_retries=0,
+        # Sweeps are run by the tests themselves, not on a clock.
+        reconcile_interval_s=3600,
+        run_worker=True,
+        log_level="WARNING",
+    )
+    server = ThreadedServer(create_app(settings)).start()
+    httpx.post(f"{sim.url}/v1/webhook_endpoints/{created['id']}", headers=auth,
+               data={"url": f"{server.url}/api/webhooks/stripe"}).raise_for_status()
+    yield Hooked(sim, server, settings, created["secret"], created["id"])
+    httpx.post(f"{sim.url}/v1/webhook_endpoints/{created['id']}", headers=auth, data={"disabled": "true"})
+    server.stop()
+    sim.stop()

@@ -29,9 +29,9 @@ def sync_url(url: str) -> str:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        # No pre-ping: it costs a round trip per checkout; a dead connection fails
+        # its transaction instead, which is rolled back and surfaces as a retryable error.
+        self.engine: AsyncEngine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager

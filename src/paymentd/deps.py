@@ -1,6 +1,8 @@
 """FastAPI dependencies: the database, the provider and the calling principal.
 
 Tests swap any of them with `app.dependency_overrides`, never by patching imports.
+All are `async def`: FastAPI runs plain `def` dependencies in a thread pool,
+a hand-off that cost more than the lookups themselves.
 """
 
 from __future__ import annotations
@@ -24,23 +26,23 @@ from paymentd.providers.base import PaymentProvider
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer pd_...`")
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
-def get_provider(request: Request) -> PaymentProvider:
+async def get_provider(request: Request) -> PaymentProvider:
     return request.app.state.provider
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]
 
 
-def idempotency_seed(request: Request) -> uuid.UUID | None:
+async def idempotency_seed(request: Request) -> uuid.UUID | None:
     """Set when the request carries an Idempotency-Key: ids derived from it are
     the same when a crashed request is run again."""
     return request.scope["state"].get("idempotency_seed")

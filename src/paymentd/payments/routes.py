@@ -32,7 +32,7 @@ from paymentd.payments.schemas import (
 router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute, responses=API_ERRORS)
 
 
-def get_service(request: Request) -> payments.PaymentService:
+async def get_service(request: Request) -> payments.PaymentService:
     return request.app.state.payments
 
 
@@ -78,7 +78,7 @@ Writer = Annotated[Principal, Depends(require(Scope.payments_write))]
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
 
 
-def wait_budget(request: Request, response: Response) -> float:
+async def wait_budget(request: Request, response: Response) -> float:
     """Seconds this request may wait on Stripe: the configured budget, or longer
     when the caller asks with `Prefer: wait=N` (capped by configuration)."""
     settings = request.app.state.settings
