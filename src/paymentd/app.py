@@ -3,6 +3,8 @@ that opens the database and the payment provider."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -20,6 +22,8 @@ from paymentd.db import Database
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
+from paymentd.jobs.deps import Deps
+from paymentd.jobs.queue import Jobs, supervise_worker
 from paymentd.logs import log
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
@@ -27,6 +31,7 @@ from paymentd.providers.base import PaymentProvider
 from paymentd.providers.stripe import StripeProvider
 from paymentd.users.routes import router as users_router
 from paymentd.validation import validation_error
+from paymentd.webhooks.routes import router as webhooks_router
 
 SANDBOX_KEY = "sk_test_paymentd_sandbox"
 
@@ -63,9 +68,23 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         if settings.sandbox:
             log.warning("SANDBOX MODE: no STRIPE_API_KEY; payments go to the Stripe simulator, no money moves",
                         stripe_api_base=settings.stripe_api_base)
+        # The job queue (webhooks defer into it). The worker runs as a task in every
+        # API process: with `--workers N` that is N workers, which procrastinate is
+        # built for, and uvicorn's supervisor restarts it with its process.
+        app.state.jobs = Jobs(settings.database_url, reconcile_interval_s=settings.reconcile_interval_s)
+        await app.state.jobs.open()
+        worker = None
+        if settings.run_worker:
+            deps = Deps(database, app.state.provider, settings)
+            worker = asyncio.create_task(supervise_worker(app.state.jobs, deps), name="paymentd-worker")
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await app.state.jobs.close()
             # A rolling restart lets Stripe calls that outlived their requests finish.
             await app.state.payments.background.drain(timeout=settings.max_wait_s)
             if provider is None:
@@ -85,6 +104,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     _install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(payments_router)
+    app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     return app
 

@@ -7,7 +7,9 @@ the data folder when it is unset (the same one `paymentd serve` uses).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -28,6 +30,8 @@ apikey_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=Tru
 account_app = typer.Typer(help="Manage accounts (merchants).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(account_app, name="account")
+jobs_app = typer.Typer(help="Inspect the background job queue.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 DEMO_ACCOUNT = "demo"
 
@@ -129,8 +133,13 @@ def serve(
     if settings.sandbox and not settings.stripe_api_base:
         import stripe_sim
 
-        sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0)
+        # The simulator signs and delivers its events to this server, as Stripe would.
+        hook_secret = (settings.stripe_webhook_secrets or [f"whsec_sandbox_{secrets.token_hex(16)}"])[0]
+        hook_host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
+        sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0, webhook_secret=hook_secret,
+                                         webhook_url=f"http://{hook_host}:{port}/api/webhooks/stripe")
         os.environ["STRIPE_API_BASE"] = sim.url
+        os.environ["STRIPE_WEBHOOK_SECRET"] = ",".join(settings.stripe_webhook_secrets or [hook_secret])
     with database_url(settings) as url:
         os.environ["DATABASE_URL"] = url  # workers read their settings from the environment
         upgrade(url)
@@ -141,6 +150,10 @@ def serve(
             _say(f"SANDBOX MODE: no STRIPE_API_KEY set; using the Stripe simulator at {sim.url}. No money moves.")
         if demo_key:
             _say(f"demo API key (account {DEMO_ACCOUNT!r}, all scopes): {demo_key}")
+        # The worker runs inside each API process (app.py lifespan), so it lives and
+        # restarts with them, whatever --workers says.
+        _say("background jobs: a worker runs in each API process" if settings.run_worker
+             else "background jobs: PAYMENTD_RUN_WORKER=false, run `paymentd worker` beside this")
         try:
             uvicorn.run(
                 "paymentd.app:create_app",
@@ -154,6 +167,75 @@ def serve(
         finally:
             if sim is not None:
                 sim.stop()
+
+
+def _background(settings: Settings, url: str, work):  # type: ignore[no-untyped-def]
+    """Run `work(jobs, deps)` with the queue, database and provider opened for it."""
+    from paymentd.app import build_provider
+    from paymentd.jobs.deps import Deps
+    from paymentd.jobs.queue import Jobs
+
+    async def main():  # type: ignore[no-untyped-def]
+        database = Database(url, pool_size=10)
+        provider = build_provider(settings)
+        jobs = Jobs(url, reconcile_interval_s=settings.reconcile_interval_s)
+        await jobs.open()
+        try:
+            return await work(jobs, Deps(database, provider, settings))
+        finally:
+            await jobs.close()
+            await provider.aclose()
+            await database.dispose()
+
+    return _run(main())
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Jobs run at the same time")] = 4,
+) -> None:
+    """Run the background job worker (webhook events, reconciler, cleanup) until SIGTERM/SIGINT."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+        _say("paymentd worker started")
+        _background(settings, url, lambda jobs, deps: jobs.run_worker(
+            deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True))
+    _say("paymentd worker stopped")
+
+
+@app.command()
+def reconcile() -> None:
+    """Run one reconciler sweep now; prints its report (JSON) on stdout."""
+    from paymentd.jobs import reconciler
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+        report = _background(settings, url, lambda jobs, deps: reconciler.sweep(deps))
+    typer.echo(json.dumps(report.as_dict()))
+
+
+@jobs_app.command("failed")
+def jobs_failed(limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100) -> None:
+    """List the dead letters: jobs whose retries ran out (procrastinate status `failed`)."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        failed = _background(settings, url, lambda jobs, deps: jobs.failed_jobs(limit))
+    for job in failed:
+        typer.echo(json.dumps({"id": job.id, "task": job.task, "args": job.args, "attempts": job.attempts,
+                               "queue": job.queue}))
+    if not failed:
+        _say("no failed jobs")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[int, typer.Argument(help="Id of a failed job")]) -> None:
+    """Put a failed job back in the queue (once its cause is fixed)."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        _background(settings, url, lambda jobs, deps: jobs.retry_failed(job_id))
+    _say(f"job {job_id} queued again")
 
 
 def _demo_key(url: str) -> str:

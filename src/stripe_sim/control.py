@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from .errors import StripeError, invalid_request, resource_missing
-from .resources import disputes, payment_intents, refunds
+from .resources import attempts, disputes, refunds
 from .sim import Sim
 
 
@@ -53,7 +53,7 @@ def _redirect(sim: Sim, pi_id: str, query: bytes) -> tuple[int, Any, dict[str, s
         raise resource_missing("payment_intent", pi_id, "intent")
     return_url = ((pi.get("next_action") or {}).get("redirect_to_url") or {}).get("return_url")
     outcome = dict(parse_qsl(query.decode())).get("outcome", "succeed")
-    payment_intents.authenticate(sim, pi_id, "fail" if outcome == "fail" else "succeed")
+    attempts.authenticate(sim, pi_id, "fail" if outcome == "fail" else "succeed")
     if not return_url:
         return 200, pi, {}
     status = "failed" if pi["status"] == "requires_payment_method" else "succeeded"
@@ -108,11 +108,11 @@ def handle(sim: Sim, method: str, path: str, query: bytes, body: bytes) -> tuple
             return 200, {"ok": True}, {}
         case ("POST", "payment_intents", "*", "authenticate"):
             outcome = _outcome(data, ("succeed", "fail"), "succeed")
-            return 200, payment_intents.authenticate(sim, target, outcome), {}
+            return 200, attempts.authenticate(sim, target, outcome), {}
         case ("POST", "payment_intents", "*", "settle"):
             if sim.store.payment_intents.get(target) is None:
                 raise resource_missing("payment_intent", target, "intent")
-            return 200, payment_intents.settle(sim, target, _outcome(data, ("succeed", "fail"))), {}
+            return 200, attempts.settle(sim, target, _outcome(data, ("succeed", "fail"))), {}
         case ("POST", "refunds", "*", "fail"):
             return 200, refunds.fail(sim, target), {}
         case ("POST", "charges", "*", "dispute"):

@@ -8,10 +8,20 @@ by segment among the few routes of the same method and length.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .resources import (charges, customers, disputes, events, payment_intents, payment_methods, refunds,
-                        webhook_endpoints)
+from .resources import (
+    attempts,
+    charges,
+    customers,
+    disputes,
+    events,
+    payment_intents,
+    payment_methods,
+    refunds,
+    webhook_endpoints,
+)
 
 Handler = Callable[..., dict[str, Any]]
 
@@ -20,7 +30,7 @@ HANDLERS: dict[str, Handler] = {
     "POST /v1/payment_intents": payment_intents.create,
     "GET /v1/payment_intents/{intent}": payment_intents.retrieve,
     "POST /v1/payment_intents/{intent}": payment_intents.update,
-    "POST /v1/payment_intents/{intent}/confirm": payment_intents.confirm,
+    "POST /v1/payment_intents/{intent}/confirm": attempts.confirm,
     "POST /v1/payment_intents/{intent}/capture": payment_intents.capture,
     "POST /v1/payment_intents/{intent}/cancel": payment_intents.cancel,
     "GET /v1/charges": charges.list_,

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
 
 from . import control, expand, forms, params, routes
 from .context import API_VERSION, Ctx
-from .errors import (StripeError, api_error, invalid_api_key, invalid_request, lock_timeout, missing_api_key,
-                     rate_limited, unrecognized_url)
+from .errors import (
+    StripeError,
+    api_error,
+    invalid_api_key,
+    invalid_request,
+    lock_timeout,
+    missing_api_key,
+    rate_limited,
+    unrecognized_url,
+)
 from .knobs import Config
 from .sim import Sim
 
@@ -48,11 +56,18 @@ def _api_key(authorization: bytes | None) -> str:
     return value
 
 
+# Stored objects live until reset and never form reference cycles, yet Python's cyclic GC
+# rescans all of them on every full collection: pauses grow with the store (p99 of ~300 ms at
+# 30k PaymentIntents). Freezing moves everything alive so far out of the collector's sight.
+_FREEZE_EVERY = 5_000
+
+
 class SimApp:
     """ASGI application serving one `Sim`."""
 
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
+        self.served = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -66,6 +81,9 @@ class SimApp:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        self.served += 1
+        if self.served % _FREEZE_EVERY == 0:
+            gc.freeze()
         path = scope["path"]
         if path.startswith("/_sim/"):
             await self._control(scope, path, body, send)
@@ -132,7 +150,7 @@ class SimApp:
             if idem_key and method == "POST":
                 extra.append((b"idempotency-key", idem_key_raw))
                 # Same parameters in any order are the same request; keep only a hash of them.
-                fingerprint = hash((method, path, tuple(sorted(parse_qsl(body.decode())))))
+                fingerprint = hash((method, path, tuple(sorted(body.split(b"&")))))
                 saved = sim.idempotency.begin((api_key, idem_key), fingerprint)
                 if saved is None:
                     idem_scope = (api_key, idem_key)  # ours to finish or abandon
@@ -215,7 +233,7 @@ async def _hang_then_drop(send: Any, hang_s: float) -> None:
 def _uvicorn_config(app: SimApp, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                           access_log=False, log_level=log_level, timeout_graceful_shutdown=1,
-                          server_header=False, date_header=False)
+                          server_header=False, date_header=False, proxy_headers=False)
 
 
 def make_config(options: dict[str, Any]) -> Config:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .context import Ctx
 from .idempotency import IdempotencyCache
@@ -30,6 +31,7 @@ class Sim:
         self.requests: deque[dict[str, Any]] = deque(maxlen=self.config.request_log_limit)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.timers: set[asyncio.TimerHandle] = set()
+        self.base_url = ""  # where the simulator is reachable; used in next_action URLs
         self.webhooks = Dispatcher(self)
         self._register_cli_endpoint()
 

@@ -11,26 +11,22 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from itertools import count
-from typing import Any, Callable, Iterator
+from typing import Any, ClassVar
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class IdFactory:
-    """Stripe-looking ids (`pi_3Q...`): a random per-process stem plus a counter, so never repeated."""
+    """Stripe-looking ids (`pi_3Qx...`): a random per-process stem plus a hex counter, never repeated."""
 
     def __init__(self) -> None:
         self._stem = "".join(_ALPHABET[b % 62] for b in os.urandom(10))
         self._counter = count(1)
 
     def new(self, prefix: str) -> str:
-        n = next(self._counter)
-        tail = []
-        while n:
-            n, r = divmod(n, 62)
-            tail.append(_ALPHABET[r])
-        return f"{prefix}_3{self._stem}{''.join(reversed(tail)).rjust(8, '0')}"
+        return f"{prefix}_3{self._stem}{next(self._counter):010x}"
 
     def token(self, size: int = 24) -> str:
         return "".join(_ALPHABET[b % 62] for b in os.urandom(size))
@@ -114,7 +110,7 @@ class Collection:
 class Store:
     """All simulated Stripe state; `reset()` empties it."""
 
-    KINDS = {
+    KINDS: ClassVar[dict[str, str]] = {
         "pi": "payment_intent", "ch": "charge", "pm": "payment_method", "cus": "customer",
         "re": "refund", "we": "webhook_endpoint", "du": "dispute",
     }

@@ -58,15 +58,16 @@ class Dispatcher:
 
     def _flush_reversed(self) -> None:
         held, self.held = self.held, []
-        for event, payload in reversed(held):
-            self._send(event, payload)
+        # Newest first, 20 ms apart so concurrent deliveries really arrive in that order.
+        for rank, (event, payload) in enumerate(reversed(held)):
+            self._send(event, payload, stagger_s=rank * 0.02)
 
-    def _send(self, event: dict[str, Any], payload: bytes) -> None:
+    def _send(self, event: dict[str, Any], payload: bytes, stagger_s: float = 0.0) -> None:
         config = self.sim.config
         copies = 2 if config.webhook_duplicate_rate and self.rng.random() < config.webhook_duplicate_rate else 1
         for endpoint in webhook_endpoints.listening(self.sim, event["type"]):
             for _ in range(copies):
-                self._spawn(self._deliver(event, endpoint, payload))
+                self._spawn(self._deliver(event, endpoint, payload, stagger_s))
 
     def _spawn(self, coro: Any) -> None:
         assert self.sim.loop is not None
@@ -74,10 +75,12 @@ class Dispatcher:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any], payload: bytes) -> None:
+    async def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any], payload: bytes,
+                       stagger_s: float) -> None:
         config = self.sim.config
-        if config.webhook_delay_ms:
-            await asyncio.sleep(config.webhook_delay_ms / 1000.0)
+        delay_s = config.webhook_delay_ms / 1000.0 + stagger_s
+        if delay_s:
+            await asyncio.sleep(delay_s)
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=config.webhook_timeout_s)
         for attempt in range(1, max(config.webhook_max_attempts, 1) + 1):

@@ -40,7 +40,7 @@ def _allows_empty(schema: dict[str, Any]) -> bool:
 
 def _coerce(schema: dict[str, Any], value: Any, path: list[str]) -> Any:
     if value == "" and path:
-        if _allows_empty(schema) or schema.get("enum") == [""]:
+        if _allows_empty(schema) or "" in schema.get("enum", ()):
             return ""
         name = _name(path)
         raise _Mismatch(invalid_request(
@@ -93,9 +93,10 @@ def _coerce(schema: dict[str, Any], value: Any, path: list[str]) -> Any:
 
 def _object(schema: dict[str, Any], value: Any, path: list[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _Mismatch(invalid_request(f"Invalid object", param=_name(path)))
+        raise _Mismatch(invalid_request("Invalid object", param=_name(path)))
     props = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True if not props else False)
+    # Without declared properties (e.g. a free-form hash) anything goes unless the schema says otherwise.
+    extra = schema.get("additionalProperties", not props)
     out: dict[str, Any] = {}
     for key, sub in value.items():
         sub_schema = props.get(key)
@@ -122,7 +123,7 @@ def _object(schema: dict[str, Any], value: Any, path: list[str]) -> dict[str, An
 
 def _array(schema: dict[str, Any], value: Any, path: list[str]) -> list[Any]:
     if not isinstance(value, dict) or not all(k.isdigit() for k in value):
-        raise _Mismatch(invalid_request(f"Invalid array", param=_name(path)))
+        raise _Mismatch(invalid_request("Invalid array", param=_name(path)))
     items = schema.get("items", {})
     return [_coerce(items, value[k], path + [k]) for k in sorted(value, key=int)]
 

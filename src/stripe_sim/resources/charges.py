@@ -130,5 +130,5 @@ def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     owner = params.get("payment_intent") or params.get("customer")
     keep = None
     if params.get("payment_intent") and params.get("customer"):
-        keep = lambda ch: ch["customer"] == params["customer"]  # noqa: E731
+        keep = lambda ch: ch["customer"] == params["customer"]
     return list_page(sim.store.charges, params, "/v1/charges", owner=owner, keep=keep)

@@ -6,7 +6,8 @@ each resource module only describes what is particular to it.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import invalid_request, resource_missing
 from ..store import Collection
@@ -46,7 +47,7 @@ def list_page(collection: Collection, params: dict[str, Any], url: str, *, owner
     created = _created_filter(params.get("created"))
     if created and keep:
         base = keep
-        keep = lambda obj: created(obj) and base(obj)  # noqa: E731
+        keep = lambda obj: created(obj) and base(obj)
     else:
         keep = keep or created
     data, has_more = collection.page(limit=limit, starting_after=params.get("starting_after"),

@@ -92,5 +92,5 @@ def close(sim: Any, ctx: Ctx, params: dict[str, Any], dispute_id: str) -> dict[s
 def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     owner = params.get("charge")
     wanted_pi = params.get("payment_intent")
-    keep = (lambda d: d["payment_intent"] == wanted_pi) if wanted_pi else None  # noqa: E731
+    keep = (lambda d: d["payment_intent"] == wanted_pi) if wanted_pi else None
     return list_page(sim.store.disputes, params, "/v1/disputes", owner=owner, keep=keep)

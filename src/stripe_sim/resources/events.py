@@ -8,6 +8,7 @@ responses via orjson.Fragment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -55,20 +56,18 @@ def retrieve(sim: Any, ctx: Ctx, params: dict[str, Any], event_id: str) -> dict[
     return view(fetch(sim.store.events, event_id, "id"))
 
 
-def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
-    types = set(params.get("types", ()))
+def _type_filter(params: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    """Stripe's `type` (exact, or a `prefix.*` wildcard) and `types[]` filters."""
+    wanted = set(params.get("types", ()))
     if "type" in params:
-        wanted = params["type"]
-        if wanted.endswith("*"):
-            prefix = wanted[:-1]
-            types_match = lambda e: e["type"].startswith(prefix)  # noqa: E731
-        else:
-            types.add(wanted)
-    keep = None
-    if types:
-        keep = lambda e: e["type"] in types  # noqa: E731
-    elif "type" in params:
-        keep = types_match
-    page = list_page(sim.store.events, params, "/v1/events", keep=keep)
+        if params["type"].endswith("*"):
+            prefix = params["type"][:-1]
+            return lambda event: event["type"].startswith(prefix)
+        wanted.add(params["type"])
+    return (lambda event: event["type"] in wanted) if wanted else None
+
+
+def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
+    page = list_page(sim.store.events, params, "/v1/events", keep=_type_filter(params))
     page["data"] = [view(e) for e in page["data"]]
     return page

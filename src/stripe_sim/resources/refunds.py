@@ -62,7 +62,6 @@ def create(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         "charge": charge_id,
         "created": now(),
         "currency": charge["currency"],
-        "description": None,
         "metadata": merged_metadata({}, params.get("metadata") or {}),
         "payment_intent": charge["payment_intent"],
         "reason": params.get("reason"),
@@ -80,7 +79,7 @@ def create(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     if pending:
         sim.later(sim.config.settle_delay_ms, settle, sim, refund["id"])
     elif behaviour.refund_fails:
-        sim.later(sim.config.refund_fail_delay_ms, fail, sim, refund["id"])
+        sim.later(sim.config.refund_fail_delay_ms, _fail_unless_settled, sim, refund["id"])
     return refund
 
 
@@ -91,6 +90,13 @@ def settle(sim: Any, refund_id: str) -> None:
         refund["status"] = "succeeded"
         sim.emit("refund.updated", refund, SYSTEM, {"status": "pending"})
         sim.emit("charge.refund.updated", refund, SYSTEM, {"status": "pending"})
+
+
+def _fail_unless_settled(sim: Any, refund_id: str) -> None:
+    # The failure may already have been forced through /_sim/refunds/{id}/fail.
+    refund = sim.store.refunds.get(refund_id)
+    if refund is not None and refund["status"] == "succeeded":
+        fail(sim, refund_id)
 
 
 def fail(sim: Any, refund_id: str) -> dict[str, Any]:
