@@ -90,7 +90,8 @@ class PaymentService:
             )
         if user is None:
             raise NotFound("No such user.", param="user_id")
-        payment = Payment(
+        now = datetime.now(UTC)
+        payment = Payment(  # every column set here, so the insert needs no read-back
             id=payment_id,
             account_id=principal.account_id,
             user_id=user.id,
@@ -103,6 +104,12 @@ class PaymentService:
             description=data.description,
             metadata_=dict(data.metadata),
             receipt_email=data.receipt_email,
+            amount_capturable=0,
+            amount_received=0,
+            amount_refunded=0,
+            attempt_count=0,
+            created_at=now,
+            updated_at=now,
         )
         # Stripe first when it answers in time: a refusal then leaves nothing behind.
         creating = self._create_intent(payment, user.provider_customer_id)
@@ -144,11 +151,9 @@ class PaymentService:
         try:
             async with self.database.transaction() as session:
                 session.add(payment)
-                await session.flush()
+                await session.flush()  # the payment row first: the event refers to it
                 session.add(sync.status_event(payment, None, payment.status, actor))
-                await session.flush()
-                await session.refresh(payment)
-                return payment
+            return payment
         except IntegrityError:
             # The same seeded request ran twice at once: the other one's row stands.
             async with self.database.transaction() as session:
@@ -204,12 +209,17 @@ class PaymentService:
         actor = _api_actor(principal, request_id)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
-        if payment.stripe_payment_intent_id is None and payment.status in CONFIRMABLE:
-            await self._intent_id(payment, wait_s)  # before the attempt opens: a slow create blocks nothing
-        async with self.database.transaction() as session:
-            payment = await self._locked(session, principal, data.payment_id)
-            number, method = await self._open_attempt(session, payment, data, seed)
-            intent_id = payment.stripe_payment_intent_id
+            if payment.stripe_payment_intent_id is not None:
+                number, method = await self._open_attempt(session, payment, data, seed)
+        if payment.stripe_payment_intent_id is None:
+            # Create did not get its PaymentIntent in time; get it before the attempt
+            # opens, so a slow Stripe blocks nothing.
+            if payment.status in CONFIRMABLE:
+                await self._intent_id(payment, wait_s)
+            async with self.database.transaction() as session:
+                payment = await self._locked(session, principal, data.payment_id)
+                number, method = await self._open_attempt(session, payment, data, seed)
+        intent_id = payment.stripe_payment_intent_id
         call = self.provider.confirm_payment(
             intent_id,
             payment_method=method,
