@@ -59,8 +59,9 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.database = database
-        # The lease outlives the longest request (Prefer: wait is capped by max_wait_s).
-        app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 30))
+        # The lease outlives the longest request (Prefer: wait is capped by max_wait_s);
+        # past it, a request whose process died may be run again under the same seed.
+        app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 5))
         app.state.provider = provider or build_provider(settings)
         app.state.payments = PaymentService(
             database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75
