@@ -146,7 +146,6 @@ def hooked(database_url: str) -> Iterator[Hooked]:
     out of other modules) and paymentd server (with webhook secrets and a job worker),
     on the session database."""
     import stripe_sim
-
     from paymentd.app import SANDBOX_KEY
 
     sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0)

@@ -28,7 +28,12 @@ from paymentd.logs import log
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
 from paymentd.providers.base import PaymentProvider
+from paymentd.providers.guard import build_guarded_provider
 from paymentd.providers.stripe import StripeProvider
+from paymentd.receipts.routes import router as receipts_router
+from paymentd.refunds.routes import router as refunds_router
+from paymentd.refunds.service import RefundService
+from paymentd.users.payment_methods_routes import router as payment_methods_router
 from paymentd.users.routes import router as users_router
 from paymentd.validation import validation_error
 from paymentd.webhooks.routes import router as webhooks_router
@@ -37,14 +42,16 @@ SANDBOX_KEY = "sk_test_paymentd_sandbox"
 
 
 def build_provider(settings: Settings) -> PaymentProvider:
+    """Stripe behind the shared rate limit and the circuit breaker."""
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else SANDBOX_KEY
-    return StripeProvider(
+    stripe_provider = StripeProvider(
         key,
         api_base=settings.stripe_api_base,
         webhook_secrets=settings.stripe_webhook_secrets,
         max_network_retries=settings.stripe_max_network_retries,
         timeout=settings.stripe_timeout_s,
     )
+    return build_guarded_provider(stripe_provider, settings)
 
 
 def create_app(settings: Settings | None = None, *, provider: PaymentProvider | None = None) -> FastAPI:
@@ -66,6 +73,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         app.state.payments = PaymentService(
             database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75
         )
+        # Shares the payments' background tasks, so shutdown drains refunds in flight too.
+        app.state.refunds = RefundService(database, app.state.provider, app.state.payments.background)
         if settings.sandbox:
             log.warning("SANDBOX MODE: no STRIPE_API_KEY; payments go to the Stripe simulator, no money moves",
                         stripe_api_base=settings.stripe_api_base)
@@ -105,6 +114,9 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     _install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(payments_router)
+    app.include_router(refunds_router)
+    app.include_router(receipts_router)
+    app.include_router(payment_methods_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     return app
@@ -154,16 +166,18 @@ def _install_operations(app: FastAPI, settings: Settings) -> None:
             checks["database"] = "ok"
         except Exception as error:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"unavailable: {type(error).__name__}"
+        provider = request.app.state.provider
         try:
-            await request.app.state.provider.ping()
+            await provider.ping()
             checks["processor"] = "ok"
         except Exception as error:  # noqa: BLE001
-            checks["processor"] = f"unavailable: {type(error).__name__}"
+            checks["processor"] = f"unavailable: {getattr(error, 'code', None) or type(error).__name__}"
         ready = all(v == "ok" for v in checks.values())
         body = {
             "status": "ready" if ready else "not_ready",
             "mode": "sandbox" if settings.sandbox else "live",
             "checks": checks,
+            "circuit": getattr(provider, "circuit_state", "closed"),
         }
         if settings.sandbox:
             body["warning"] = "SANDBOX MODE: payments go to the Stripe simulator; no money moves."

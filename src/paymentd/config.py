@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Outbound limit shared by every paymentd process (in Redis when REDIS_URL is set).
     stripe_rps: int = 100
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "PAYMENTD_REDIS_URL"))
+    # How long a Stripe call may queue for the limiter. Requests stop waiting at their
+    # budget (202); the call itself keeps its place in the queue this long.
+    stripe_queue_wait_s: float = 30.0
     # Circuit breaker: open after this many consecutive transient failures, probe after reset_s.
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0

@@ -65,7 +65,9 @@ def _redirect(sim: Sim, pi_id: str, query: bytes) -> tuple[int, Any, dict[str, s
 def handle(sim: Sim, method: str, path: str, query: bytes, body: bytes) -> tuple[int, Any, dict[str, str]]:
     """Serve one control request: (status, JSON-able body, extra headers)."""
     parts = path.strip("/").split("/")[1:]  # drop the leading "_sim"
-    data: dict[str, Any] = orjson.loads(body) if body.strip() else {}
+    data = orjson.loads(body) if body.strip() else {}
+    if not isinstance(data, dict):
+        raise invalid_request("control endpoints take a JSON object")
     # "/_sim/payment_intents/pi_123/settle" matches ("POST", "payment_intents", "*", "settle").
     route = (method, parts[0], "*", *parts[2:]) if len(parts) > 1 else (method, *parts)
     target = parts[1] if len(parts) > 1 else ""
@@ -86,7 +88,10 @@ def handle(sim: Sim, method: str, path: str, query: bytes, body: bytes) -> tuple
                 raise invalid_request(str(exc)) from None
             return 200, sim.config.as_dict(), {}
         case ("GET", "requests"):
-            return 200, {"data": list(sim.requests)}, {}
+            # Optional exact-match filters, e.g. ?operation=POST /v1/refunds&status=200
+            wanted = dict(parse_qsl(query.decode()))
+            rows = [r for r in sim.requests if all(str(r.get(k)) == v for k, v in wanted.items())]
+            return 200, {"data": rows}, {}
         case ("DELETE", "requests"):
             sim.requests.clear()
             return 200, {"ok": True}, {}
@@ -102,7 +107,7 @@ def handle(sim: Sim, method: str, path: str, query: bytes, body: bytes) -> tuple
             sim.faults.queued.clear()
             return 200, {"ok": True}, {}
         case ("GET", "webhooks"):
-            return 200, {"data": sim.webhooks.attempts}, {}
+            return 200, {"data": list(sim.webhooks.attempts)}, {}
         case ("DELETE", "webhooks"):
             sim.webhooks.attempts.clear()
             return 200, {"ok": True}, {}

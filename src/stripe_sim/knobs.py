@@ -38,6 +38,7 @@ class Config:
     webhook_max_attempts: int = 5
     webhook_timeout_s: float = 10.0
     request_log_limit: int = 10_000
+    hot_objects: int = 10_000               # per type kept as dicts; older ones are stored packed
     idempotency_ttl_s: float = 24 * 3600.0  # Stripe prunes keys after 24 hours
     seed: int | None = None
 

@@ -47,6 +47,7 @@ HANDLERS: dict[str, Handler] = {
     "POST /v1/customers/{customer}": customers.update,
     "DELETE /v1/customers/{customer}": customers.delete,
     "GET /v1/customers/{customer}/payment_methods": payment_methods.list_for_customer,
+    "GET /v1/customers/{customer}/payment_methods/{payment_method}": payment_methods.retrieve_for_customer,
     "GET /v1/refunds": refunds.list_,
     "POST /v1/refunds": refunds.create,
     "GET /v1/refunds/{refund}": refunds.retrieve,

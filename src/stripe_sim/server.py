@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .knobs import Config
 from .sim import Sim
 
 _JSON = (b"content-type", b"application/json")
+logger = logging.getLogger("stripe_sim")
 
 
 def _api_key(authorization: bytes | None) -> str:
@@ -121,7 +123,7 @@ class SimApp:
         api_version = headers.get(b"stripe-version", b"").decode() or API_VERSION
         request_id = sim.store.ids.new("req")
         raw_form = body if method == "POST" else scope["query_string"]
-        entry: dict[str, Any] = {"id": request_id, "time": time.time(), "method": method, "path": path,
+        entry: dict[str, Any] = {"id": request_id, "timestamp": time.time(), "method": method, "path": path,
                                  "operation": None, "idempotency_key": idem_key, "status": None, "params": None,
                                  "replayed": False, "fault": None}
         sim.requests.append(entry)
@@ -134,31 +136,18 @@ class SimApp:
         fault = None
         executed = False
         try:
-            api_key = _api_key(headers.get(b"authorization"))
-            found = routes.match(method, path)
-            if found is None:
-                raise unrecognized_url(method, path)
-            operation, args = found
-            entry["operation"] = operation
-            try:
-                raw = forms.decode(raw_form)
-            except forms.FormError as exc:
-                raise invalid_request(f"Invalid parameter name: {exc.param}", param=exc.param) from None
-            entry["params"] = raw
-            checked = params.check(operation, raw)
-            entry["params"] = checked  # typed, arrays as lists: what tests want to compare
+            api_key, operation, args, checked = self._checked(method, path, headers, raw_form, entry)
             if idem_key and method == "POST":
                 extra.append((b"idempotency-key", idem_key_raw))
                 # Same parameters in any order are the same request; keep only a hash of them.
                 fingerprint = hash((method, path, tuple(sorted(body.split(b"&")))))
                 saved = sim.idempotency.begin((api_key, idem_key), fingerprint)
-                if saved is None:
-                    idem_scope = (api_key, idem_key)  # ours to finish or abandon
-                else:
+                if saved is not None:
                     entry.update(status=saved.status, replayed=True)
                     await _respond(send, saved.status, saved.response(),
                                    [*extra, (b"idempotent-replayed", b"true"), *saved.headers])
                     return
+                idem_scope = (api_key, idem_key)  # ours to finish, or to abandon if never executed
                 extra.append((b"idempotent-replayed", b"false"))
             fault = sim.faults.pick(operation)
             if fault is not None:
@@ -185,6 +174,13 @@ class SimApp:
                 idem_scope = None
             status, out = exc.status, orjson.dumps(exc.body())
             error_headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        except Exception:
+            # A simulator bug: answer like Stripe's own 500 and free the key so a retry can run.
+            logger.exception("stripe_sim failed on %s %s", method, path)
+            if idem_scope:
+                sim.idempotency.abandon(idem_scope)
+                idem_scope = None
+            status, out, error_headers = 500, orjson.dumps(api_error().body()), []
         if idem_scope:
             sim.idempotency.finish(idem_scope, status, out, tuple(error_headers))
         entry["status"] = status
@@ -193,6 +189,25 @@ class SimApp:
             await _hang_then_drop(send, sim.config.hang_s if fault["kind"] == "timeout_after" else 0.0)
             return
         await _respond(send, status, out, [*extra, *error_headers])
+
+    @staticmethod
+    def _checked(method: str, path: str, headers: dict[bytes, bytes], raw_form: bytes,
+                 entry: dict[str, Any]) -> tuple[str, str, list[str], dict[str, Any]]:
+        """Authenticate, route and check the parameters: (api key, operation, path ids, typed params)."""
+        api_key = _api_key(headers.get(b"authorization"))
+        found = routes.match(method, path)
+        if found is None:
+            raise unrecognized_url(method, path)
+        operation, args = found
+        entry["operation"] = operation
+        try:
+            raw = forms.decode(raw_form)
+        except forms.FormError as exc:
+            raise invalid_request(f"Invalid parameter name: {exc.param}", param=exc.param) from None
+        entry["params"] = raw
+        checked = params.check(operation, raw)
+        entry["params"] = checked  # typed, arrays as lists: what tests want to compare
+        return api_key, operation, args, checked
 
     async def _fault_before(self, fault: dict[str, Any], send: Any, entry: dict[str, Any]) -> bool:
         """Inject a fault that stops the request before Stripe acts; True when the response is handled."""

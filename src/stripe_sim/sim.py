@@ -24,7 +24,7 @@ from .webhooks import Dispatcher
 class Sim:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.store = Store()
+        self.store = Store(self.config.hot_objects)
         self.faults = Faults(self.config)
         self.limiter = RateLimiter(self.config)
         self.idempotency = IdempotencyCache(self.config.idempotency_ttl_s)
@@ -56,6 +56,9 @@ class Sim:
         self.idempotency.ttl_s = self.config.idempotency_ttl_s
         if "request_log_limit" in changes:
             self.requests = deque(self.requests, maxlen=self.config.request_log_limit)
+            self.webhooks.attempts = deque(self.webhooks.attempts, maxlen=self.config.request_log_limit)
+        if "hot_objects" in changes:
+            self.store.set_hot_limit(self.config.hot_objects)
         if "seed" in changes:
             self.faults.rng.seed(self.config.seed)
 

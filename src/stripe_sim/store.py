@@ -1,6 +1,7 @@
 """In-memory object store with Stripe's list semantics.
 
-Objects are Stripe-shaped dicts keyed by id (O(1) retrieval). Each
+Objects are Stripe-shaped dicts keyed by id (O(1) retrieval), packed when
+cold so 100,000s of them fit in modest memory. Each
 collection also keeps an insertion-ordered index, globally and per owner
 (e.g. PaymentIntents by customer), so newest-first pages with
 `starting_after` / `ending_before` cost O(limit) however many objects exist.
@@ -10,10 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any, ClassVar
+
+import orjson
+
+from .snapshots import pack, unpack
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -69,13 +74,34 @@ class Index:
 
 
 class Collection:
-    """One resource type: objects by id, a global index and optional per-owner indexes."""
+    """One resource type: objects by id, a global index and optional per-owner indexes.
 
-    def __init__(self, kind: str) -> None:
+    To keep memory flat under load, an object not among the `hot_limit` most recently used is
+    kept packed (compressed JSON, a tenth of the size) and rebuilt on its next use. Handlers may
+    hold an object's dict for the length of one request: a request touches a handful of
+    objects, far fewer than `hot_limit`, so what they hold is never packed under them.
+    """
+
+    def __init__(self, kind: str, hot_limit: int | None = None) -> None:
         self.kind = kind
-        self.objects: dict[str, dict[str, Any]] = {}
+        self.objects: dict[str, dict[str, Any] | bytes] = {}
         self.index = Index()
         self.by_owner: defaultdict[str, Index] = defaultdict(Index)
+        self.hot: OrderedDict[str, None] = OrderedDict()
+        self.hot_limit = hot_limit
+
+    def _use(self, object_id: str, obj: dict[str, Any] | bytes) -> dict[str, Any]:
+        if type(obj) is bytes:
+            obj = self.objects[object_id] = orjson.loads(unpack(obj))
+        if self.hot_limit is not None:
+            self.hot[object_id] = None
+            self.hot.move_to_end(object_id)
+            while len(self.hot) > self.hot_limit:
+                cold_id, _ = self.hot.popitem(last=False)
+                cold = self.objects.get(cold_id)
+                if type(cold) is dict:
+                    self.objects[cold_id] = pack(orjson.dumps(cold))
+        return obj  # type: ignore[return-value]
 
     def add(self, obj: dict[str, Any], *owners: str | None) -> dict[str, Any]:
         """Store `obj`, listed globally and under each given owner id (customer, charge, ...)."""
@@ -84,10 +110,21 @@ class Collection:
         for owner in owners:
             if owner:
                 self.by_owner[owner].add(obj["id"])
-        return obj
+        return self._use(obj["id"], obj)
+
+    def replace(self, obj: dict[str, Any]) -> None:
+        """Put `obj` in place of the stored object with its id (e.g. a deletion stub)."""
+        self.objects[obj["id"]] = obj
+        self._use(obj["id"], obj)
 
     def get(self, object_id: str) -> dict[str, Any] | None:
-        return self.objects.get(object_id)
+        obj = self.objects.get(object_id)
+        return None if obj is None else self._use(object_id, obj)
+
+    def peek(self, object_id: str) -> dict[str, Any]:
+        """A read-only view of an object that leaves cold objects packed (for listing)."""
+        obj = self.objects[object_id]
+        return orjson.loads(unpack(obj)) if type(obj) is bytes else obj
 
     def page(self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None,
              owner: str | None = None, keep: Callable[[dict[str, Any]], bool] | None = None,
@@ -98,7 +135,7 @@ class Collection:
             return [], False
         found: list[dict[str, Any]] = []
         for object_id in index.newest_first(starting_after, ending_before):
-            obj = self.objects[object_id]
+            obj = self.peek(object_id)
             if keep is not None and not keep(obj):
                 continue
             if len(found) == limit:
@@ -115,19 +152,22 @@ class Store:
         "re": "refund", "we": "webhook_endpoint", "du": "dispute",
     }
 
-    def __init__(self) -> None:
+    def __init__(self, hot_limit: int | None = None) -> None:
         self.ids = IdFactory()
+        self.hot_limit = hot_limit
         self.reset()
 
     def reset(self) -> None:
-        self.payment_intents = Collection("payment_intent")
-        self.charges = Collection("charge")
-        self.payment_methods = Collection("payment_method")
-        self.customers = Collection("customer")
-        self.refunds = Collection("refund")
+        hot = self.hot_limit
+        self.payment_intents = Collection("payment_intent", hot)
+        self.charges = Collection("charge", hot)
+        self.payment_methods = Collection("payment_method", hot)
+        self.customers = Collection("customer", hot)
+        self.refunds = Collection("refund", hot)
+        self.disputes = Collection("dispute", hot)
+        # Never packed: events and endpoints are held by webhook deliveries across awaits.
         self.events = Collection("event")
         self.webhook_endpoints = Collection("webhook_endpoint")
-        self.disputes = Collection("dispute")
         # Simulator-only facts that Stripe keeps server-side and never shows.
         self.pm_behaviour: dict[str, Any] = {}
         self.consumed_pms: set[str] = set()
@@ -138,6 +178,12 @@ class Store:
         prefix = object_id.split("_", 1)[0]
         kind = self.KINDS.get(prefix)
         return getattr(self, kind + "s").get(object_id) if kind else None
+
+    def set_hot_limit(self, hot_limit: int | None) -> None:
+        self.hot_limit = hot_limit
+        for collection in (self.payment_intents, self.charges, self.payment_methods, self.customers,
+                           self.refunds, self.disputes):
+            collection.hot_limit = hot_limit
 
 
 def now() -> int:

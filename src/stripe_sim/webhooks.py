@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import random
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -37,7 +38,8 @@ class Dispatcher:
         self.rng = random.Random(sim.config.seed)
         self.tasks: set[asyncio.Task[None]] = set()
         self.held: list[tuple[dict[str, Any], bytes]] = []  # events waiting for a reorder window
-        self.attempts: list[dict[str, Any]] = []             # delivery log, readable at /_sim/webhooks
+        # Delivery log, readable at /_sim/webhooks; bounded like the request log.
+        self.attempts: deque[dict[str, Any]] = deque(maxlen=sim.config.request_log_limit)
         self.client: httpx.AsyncClient | None = None
 
     def count_for(self, event_type: str) -> int:
@@ -58,16 +60,20 @@ class Dispatcher:
 
     def _flush_reversed(self) -> None:
         held, self.held = self.held, []
-        # Newest first, 20 ms apart so concurrent deliveries really arrive in that order.
-        for rank, (event, payload) in enumerate(reversed(held)):
-            self._send(event, payload, stagger_s=rank * 0.02)
+        self._spawn(self._deliver_in_order(list(reversed(held))))
 
-    def _send(self, event: dict[str, Any], payload: bytes, stagger_s: float = 0.0) -> None:
+    async def _deliver_in_order(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
+        # One after another, so the receiver sees exactly this (newest first) order.
+        for event, payload in batch:
+            for endpoint in webhook_endpoints.listening(self.sim, event["type"]):
+                await self._deliver(event, endpoint, payload)
+
+    def _send(self, event: dict[str, Any], payload: bytes) -> None:
         config = self.sim.config
         copies = 2 if config.webhook_duplicate_rate and self.rng.random() < config.webhook_duplicate_rate else 1
         for endpoint in webhook_endpoints.listening(self.sim, event["type"]):
             for _ in range(copies):
-                self._spawn(self._deliver(event, endpoint, payload, stagger_s))
+                self._spawn(self._deliver(event, endpoint, payload))
 
     def _spawn(self, coro: Any) -> None:
         assert self.sim.loop is not None
@@ -75,23 +81,22 @@ class Dispatcher:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any], payload: bytes,
-                       stagger_s: float) -> None:
+    async def _deliver(self, event: dict[str, Any], endpoint: dict[str, Any], payload: bytes) -> None:
         config = self.sim.config
-        delay_s = config.webhook_delay_ms / 1000.0 + stagger_s
-        if delay_s:
-            await asyncio.sleep(delay_s)
+        if config.webhook_delay_ms:
+            await asyncio.sleep(config.webhook_delay_ms / 1000.0)
         if self.client is None:
-            self.client = httpx.AsyncClient(timeout=config.webhook_timeout_s)
+            self.client = httpx.AsyncClient()
         for attempt in range(1, max(config.webhook_max_attempts, 1) + 1):
             secret = self.sim.store.webhook_secrets.get(endpoint["id"])
             if secret is None:
                 return  # endpoint deleted meanwhile
             record = {"event": event["id"], "type": event["type"], "endpoint": endpoint["id"],
-                      "url": endpoint["url"], "attempt": attempt, "time": time.time(), "status": None,
+                      "url": endpoint["url"], "attempt": attempt, "timestamp": time.time(), "status": None,
                       "error": None}
             try:
-                response = await self.client.post(endpoint["url"], content=payload, headers={
+                response = await self.client.post(endpoint["url"], content=payload, timeout=config.webhook_timeout_s,
+                                                  headers={
                     "Content-Type": "application/json; charset=utf-8",
                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
                     "Stripe-Signature": signature_header(payload, secret),

@@ -36,12 +36,13 @@ async def event_types(client: stripe.StripeClient) -> list[str]:
 class Receiver:
     """A webhook endpoint on loopback that records deliveries and answers planned statuses.
 
-    `statuses` are answered in order, then 200 for everything after.
+    `statuses` are answered in order, then 200 for everything after; `delay_s` holds each answer.
     """
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, delay_s: float = 0.0) -> None:
         import http.server
         import threading
+        import time
 
         self.statuses = list(statuses or [])
         self.deliveries: list[tuple[dict[str, str], bytes]] = []
@@ -51,6 +52,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.deliveries.append((dict(self.headers), body))
+                time.sleep(delay_s)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -22,7 +22,10 @@ async def test_customer_crud(client):
     with pytest.raises(stripe.InvalidRequestError) as err:
         await client.v1.customers.update_async(customer.id, params={"name": "x"})
     assert err.value.code == "resource_missing"
-    assert await event_types(client) == ["customer.created", "customer.updated", "customer.deleted"]
+    same = await client.v1.customers.create_async(params={"name": "Same"})
+    await client.v1.customers.update_async(same.id, params={"name": "Same"})  # no change, no event
+    assert await event_types(client) == ["customer.created", "customer.updated", "customer.deleted",
+                                         "customer.created"]
 
 
 async def test_customer_list_and_email_filter(client):
@@ -41,10 +44,13 @@ async def test_attach_list_detach(client):
     assert [m.id for m in listed.data] == [master.id, visa.id]
     nested = await client.v1.customers.payment_methods.list_async(customer.id)
     assert [m.id for m in nested.data] == [master.id, visa.id]
+    assert (await client.v1.customers.payment_methods.retrieve_async(customer.id, visa.id)).id == visa.id
     detached = await client.v1.payment_methods.detach_async(visa.id)
     assert detached.customer is None
     nested = await client.v1.customers.payment_methods.list_async(customer.id)
     assert [m.id for m in nested.data] == [master.id]
+    with pytest.raises(stripe.InvalidRequestError):
+        await client.v1.customers.payment_methods.retrieve_async(customer.id, visa.id)
     with pytest.raises(stripe.InvalidRequestError):
         await client.v1.payment_methods.detach_async(visa.id)
     with pytest.raises(stripe.InvalidRequestError):

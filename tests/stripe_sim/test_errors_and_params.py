@@ -118,3 +118,18 @@ async def test_empty_brackets_array_syntax(sim):
         bad = await http.post(sim.url + "/v1/payment_intents", content="amount]=1",
                               headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert bad.status_code == 400
+
+
+async def test_a_simulator_bug_answers_500_and_frees_the_key(client, monkeypatch):
+    from stripe_sim import routes
+
+    def broken(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(routes.HANDLERS, "POST /v1/customers", broken)
+    with pytest.raises(stripe.APIError) as err:
+        await client.v1.customers.create_async(options={"idempotency_key": "after-bug"})
+    assert err.value.http_status == 500 and err.value.json_body["error"]["type"] == "api_error"
+    monkeypatch.undo()
+    customer = await client.v1.customers.create_async(options={"idempotency_key": "after-bug"})
+    assert customer.id.startswith("cus_")

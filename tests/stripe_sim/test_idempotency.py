@@ -7,6 +7,8 @@ import asyncio
 import pytest
 import stripe
 
+from tests.stripe_sim.helpers import eventually
+
 PARAMS = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
 
 
@@ -80,10 +82,14 @@ async def test_validation_errors_are_not_saved(client):
 
 
 async def test_in_flight_key_answers_409(client, control):
-    await control.post("/config", json={"latency_by_operation": {"POST /v1/payment_intents": {"latency_ms": 400}}})
+    await control.post("/config", json={"latency_by_operation": {"POST /v1/payment_intents": {"latency_ms": 1000}}})
     slow = asyncio.create_task(client.v1.payment_intents.create_async(params=PARAMS,
                                                                       options={"idempotency_key": "busy"}))
-    await asyncio.sleep(0.15)
+
+    async def first_arrived():
+        return await requests_for(control, "busy")
+
+    await eventually(first_arrived)
     try:
         with pytest.raises(stripe.APIError) as err:  # the SDK has no narrower class for 409
             await client.v1.payment_intents.create_async(params=PARAMS, options={"idempotency_key": "busy"})
@@ -115,3 +121,12 @@ async def test_sdk_retry_after_dropped_response_gets_the_original(sim, control):
     log = await requests_for(control, "lost")
     assert [(r["fault"], r["replayed"]) for r in log] == [("drop_after", False), (None, True)]
     assert len((await retrying.v1.payment_intents.list_async()).data) == 1
+
+
+async def test_keys_expire_after_the_ttl(client, control):
+    await control.post("/config", json={"idempotency_ttl_s": 0.2})
+    first = await client.v1.payment_intents.create_async(params=PARAMS, options={"idempotency_key": "old"})
+    await asyncio.sleep(0.3)
+    second = await client.v1.payment_intents.create_async(params={**PARAMS, "amount": 999},
+                                                           options={"idempotency_key": "old"})
+    assert second.id != first.id and second.amount == 999

@@ -159,7 +159,9 @@ async def test_request_log(client, control):
     assert first["idempotency_key"] == "logged" and first["operation"] == "POST /v1/payment_intents"
     assert first["params"] == {"amount": 1000, "currency": "usd", "metadata": {"order": "9"},
                                "payment_method_types": ["card"]}
-    assert first["time"] > 0 and first["id"].startswith("req_")
+    assert first["timestamp"] > 0 and first["id"].startswith("req_")
+    only_get = (await control.get("/requests", params={"method": "GET", "status": "200"})).json()["data"]
+    assert [r["path"] for r in only_get] == [f"/v1/payment_intents/{pi.id}"]
     await control.delete("/requests")
     assert (await control.get("/requests")).json()["data"] == []
 

@@ -79,10 +79,15 @@ async def test_retries_with_backoff_until_2xx(client, control):
         await client.v1.payment_intents.create_async(params={"amount": 1000, "currency": "usd"})
         await delivered(flaky, 3)
         assert len(set(flaky.event_ids())) == 1
-        attempts = (await control.get("/webhooks")).json()["data"]
+
+        async def logged():
+            data = (await control.get("/webhooks")).json()["data"]
+            return data if len(data) == 3 else None
+
+        attempts = await eventually(logged)
         assert [(a["attempt"], a["status"]) for a in attempts] == [(1, 500), (2, 503), (3, 200)]
-        gaps = [b["time"] - a["time"] for a, b in itertools.pairwise(attempts)]
-        assert gaps[1] > gaps[0]  # backoff doubles (50 ms, then 100 ms in this suite)
+        gaps = [b["timestamp"] - a["timestamp"] for a, b in itertools.pairwise(attempts)]
+        assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # backoff doubles: 50 ms, then 100 ms in this suite
     finally:
         flaky.close()
 
@@ -115,6 +120,22 @@ async def test_unreachable_endpoint_is_logged(client, control):
 
     attempt = (await eventually(failed))[0]
     assert attempt["status"] is None and "ConnectError" in attempt["error"]
+
+
+async def test_delivery_timeout_counts_as_failure(client, control):
+    slow = Receiver(delay_s=1.0)
+    try:
+        await control.post("/config", json={"webhook_timeout_s": 0.2, "webhook_max_attempts": 1})
+        await register(client, slow, events=["payment_intent.created"])
+        await client.v1.payment_intents.create_async(params={"amount": 1000, "currency": "usd"})
+
+        async def logged():
+            return (await control.get("/webhooks")).json()["data"]
+
+        attempt = (await eventually(logged))[0]
+        assert attempt["status"] is None and "Timeout" in attempt["error"]
+    finally:
+        slow.close()
 
 
 async def test_delivery_delay(client, control, receiver):

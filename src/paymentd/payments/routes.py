@@ -28,6 +28,7 @@ from paymentd.payments.schemas import (
     PaymentOut,
     PaymentPage,
 )
+from paymentd.refunds.schemas import present_refund
 
 router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute, responses=API_ERRORS)
 
@@ -161,12 +162,13 @@ async def payment_history(
 async def get_payment(
     payment_id: uuid.UUID,
     service: Service,
+    request: Request,
     principal: Principal = Depends(require(Scope.payments_read)),
 ) -> PaymentDetailOut:
     view = await service.get(principal, payment_id)
+    refunds = await request.app.state.refunds.for_payment(view.payment.id)
     return PaymentDetailOut(
         **present(view.payment).model_dump(),
-        # Refunds arrive with the refunds feature (issue 5); until then a payment has none.
-        refunds=[],
+        refunds=[present_refund(r).model_dump(mode="json") for r in refunds],
         events=[present_event(e) for e in view.events],
     )

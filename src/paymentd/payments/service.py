@@ -32,6 +32,7 @@ from paymentd.payments.states import PaymentStatus, can_move
 from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentProvider, ProviderPayment
+from paymentd.users import payment_methods
 from paymentd.users.models import User
 
 CONFIRMABLE = {PaymentStatus.requires_payment_method, PaymentStatus.requires_confirmation}
@@ -244,6 +245,8 @@ class PaymentService:
         method = data.payment_method or payment.payment_method
         if method is None:
             raise InvalidRequest("A payment method is needed to confirm.", code="parameter_missing", param="payment_method")
+        # A method saved for another user is not this payment's to use (404, before Stripe).
+        await payment_methods.check_usable(session, payment.user_id, method)
         payment.attempt_count += 1
         payment.payment_method = method
         session.add(PaymentAttempt(payment_id=payment.id, number=payment.attempt_count, payment_method=method,
@@ -429,7 +432,9 @@ def _invalid_state(payment: Payment, verb: str) -> Conflict:
 def translate(error: provider_types.ProviderError) -> PaymentdError:
     """Provider failures in the contract's terms; the one place they are mapped."""
     if isinstance(error, provider_types.ProviderUnavailable):
-        status = 504 if error.kind == "timeout" else 503 if error.kind == "rate_limited" else 502
+        # 503 when we hold back (circuit open, our own queue full); 504 timeout; 502 Stripe failed.
+        held_back = error.kind == "rate_limited" or error.code == "circuit_open"
+        status = 504 if error.kind == "timeout" else 503 if held_back else 502
         return ProviderUnavailable(
             "The payment processor is unavailable; retry with the same Idempotency-Key.",
             code=f"processor_{error.kind}",

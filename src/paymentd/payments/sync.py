@@ -45,8 +45,17 @@ WEBHOOK = Actor("webhook")
 RECONCILER = Actor("reconciler")
 
 
-def apply_provider_payment(session: AsyncSession, payment: Payment, intent: ProviderPayment, actor: Actor) -> None:
-    """Copy Stripe's view onto the row; move the status only along allowed moves."""
+def apply_provider_payment(session: AsyncSession, payment: Payment, intent: ProviderPayment, actor: Actor) -> bool:
+    """Copy Stripe's view onto the row and move the status along an allowed move.
+    A report the state machine refuses (stale, out of order) changes nothing: False."""
+    current = PaymentStatus(payment.status)
+    if intent.status is ProviderStatus.unknown:
+        log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
+        return False
+    target = PaymentStatus(intent.status.value)
+    if target != current and not can_move(current, target):
+        log.info("payment.move_ignored", payment_id=str(payment.id), current=current.value, reported=target.value)
+        return False
     payment.updated_at = datetime.now(UTC)
     payment.amount_capturable = intent.amount_capturable
     payment.amount_received = intent.amount_received
@@ -59,17 +68,9 @@ def apply_provider_payment(session: AsyncSession, payment: Payment, intent: Prov
         payment.last_payment_error = asdict(intent.last_error)
     elif intent.status in (ProviderStatus.succeeded, ProviderStatus.requires_capture, ProviderStatus.processing):
         payment.last_payment_error = None
-    if intent.status is ProviderStatus.unknown:
-        log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
-        return
-    target = PaymentStatus(intent.status.value)
-    current = PaymentStatus(payment.status)
-    if target == current:
-        return
-    if can_move(current, target):
+    if target != current:
         move(session, payment, target, actor)
-    else:
-        log.info("payment.move_ignored", payment_id=str(payment.id), current=current.value, reported=target.value)
+    return True
 
 
 def move(session: AsyncSession, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
@@ -91,16 +92,40 @@ def status_event(payment: Payment, current: str | None, target: str, actor: Acto
     )
 
 
-async def settle_open_attempts(session: AsyncSession, payment: Payment, intent: ProviderPayment) -> None:
+async def settle_open_attempts(
+    session: AsyncSession, payment: Payment, intent: ProviderPayment, *, abandon_before: datetime | None = None
+) -> None:
     """Attempts left pending (a crash) or unknown (Stripe unreachable) take the
-    outcome Stripe now reports, once Stripe has moved past confirmation."""
-    if intent.status in (ProviderStatus.requires_confirmation, ProviderStatus.unknown):
+    outcome Stripe now reports, once Stripe has moved past confirmation.
+
+    When Stripe shows no confirmation at all, an attempt older than `abandon_before`
+    (the reconciler's cutoff, past any call still in flight) never reached Stripe:
+    it is closed as abandoned and the payment may be confirmed again."""
+    if intent.status is ProviderStatus.unknown:
+        return
+    never_confirmed = intent.status is ProviderStatus.requires_confirmation or (
+        intent.status is ProviderStatus.requires_payment_method and intent.last_error is None
+    )
+    if never_confirmed and abandon_before is None:
         return
     failed = intent.status is ProviderStatus.requires_payment_method
-    attempts = await session.scalars(
-        select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES))
+    query = select(PaymentAttempt).where(
+        PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES)
     )
+    if never_confirmed:
+        query = query.where(PaymentAttempt.created_at < abandon_before)
+    attempts = (await session.scalars(query)).all()
+    if never_confirmed and attempts and payment.status == PaymentStatus.processing:
+        # We had answered 202 for it; the confirm is over, so say so and let the caller retry.
+        payment.last_payment_error = {"type": "api_error", "code": "confirmation_abandoned", "decline_code": None,
+                                      "message": "The confirmation never reached the processor; confirm again.",
+                                      "payment_method": payment.payment_method}
+        move(session, payment, PaymentStatus.requires_payment_method, RECONCILER)
     for attempt in attempts:
+        if never_confirmed:
+            attempt.outcome = "abandoned"
+            attempt.finished_at = datetime.now(UTC)
+            continue
         attempt.outcome = "failed" if failed else intent.status.value
         if failed and intent.last_error is not None:
             attempt.error_code = intent.last_error.code
@@ -110,7 +135,13 @@ async def settle_open_attempts(session: AsyncSession, payment: Payment, intent: 
 
 
 async def refresh(
-    database: Database, provider: PaymentProvider, payment_id: uuid.UUID, actor: Actor, *, timeout: float | None
+    database: Database,
+    provider: PaymentProvider,
+    payment_id: uuid.UUID,
+    actor: Actor,
+    *,
+    timeout: float | None,
+    abandon_before: datetime | None = None,
 ) -> bool:
     """Ask Stripe for a payment's truth and record it. False when Stripe did not
     answer in time (the stored state stands; a later look will settle it)."""
@@ -127,7 +158,7 @@ async def refresh(
     async with database.transaction() as session:
         payment = await repository.get_by_id(session, payment_id, lock=True)
         apply_provider_payment(session, payment, intent, actor)
-        await settle_open_attempts(session, payment, intent)
+        await settle_open_attempts(session, payment, intent, abandon_before=abandon_before)
     return True
 
 

@@ -7,7 +7,7 @@ neutral types of `providers.base` with plain-dict functions, maps SDK errors, an
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -345,6 +345,28 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- provider
 
 
+RequestHook = Callable[[str, str], Awaitable[None]]
+
+
+class _HookedHTTPXClient(stripe.HTTPXClient):
+    """The SDK's HTTP client, calling `hook(method, url)` before every request it
+    sends (its retries and list pages included), so a rate limiter counts each one."""
+
+    def __init__(self, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.hook: RequestHook | None = None
+
+    async def request_async(self, method, url, headers, post_data=None):  # type: ignore[no-untyped-def]
+        if self.hook is not None:
+            await self.hook(method, url)
+        return await super().request_async(method, url, headers, post_data)
+
+    async def request_stream_async(self, method, url, headers, post_data=None):  # type: ignore[no-untyped-def]
+        if self.hook is not None:
+            await self.hook(method, url)
+        return await super().request_stream_async(method, url, headers, post_data)
+
+
 class StripeProvider:
     """PaymentProvider over the official SDK's async client (httpx underneath)."""
 
@@ -363,7 +385,7 @@ class StripeProvider:
         # (api.stripe.com) is used, so real sk_test_/sk_live_ keys work unchanged.
         self.sandbox = api_base is not None
         self._webhook_secrets = tuple(s for s in webhook_secrets if s)
-        self._http_client = stripe.HTTPXClient(timeout=timeout)
+        self._http_client = _HookedHTTPXClient(timeout=timeout)
         # No stripe_version: the SDK sends the API version it was generated for, and the
         # SDK itself is pinned exactly, so response shapes only change when we upgrade it.
         self._client = stripe.StripeClient(
@@ -374,6 +396,10 @@ class StripeProvider:
             # idempotency key; we do not retry on top of it.
             max_network_retries=max_network_retries,
         )
+
+    def set_request_hook(self, hook: RequestHook | None) -> None:
+        """Install the outbound rate limiter (see providers/guard.py)."""
+        self._http_client.hook = hook
 
     # -- customers
 

@@ -40,6 +40,7 @@ OPERATIONS = [
     "POST /v1/customers/{customer}",
     "DELETE /v1/customers/{customer}",
     "GET /v1/customers/{customer}/payment_methods",
+    "GET /v1/customers/{customer}/payment_methods/{payment_method}",
     "GET /v1/refunds",
     "POST /v1/refunds",
     "GET /v1/refunds/{refund}",

@@ -81,7 +81,9 @@ def update(sim: Any, ctx: Ctx, params: dict[str, Any], customer_id: str) -> dict
                 raise invalid_request(f"No such PaymentMethod: '{default}'; It does not belong to this customer.",
                                       param="invoice_settings[default_payment_method]")
         customer["invoice_settings"] = _invoice_settings(default)
-    sim.emit("customer.updated", customer, ctx, changed(before, customer))
+    previous = changed(before, customer)
+    if previous:  # Stripe sends no event for an update that changes nothing
+        sim.emit("customer.updated", customer, ctx, previous)
     return customer
 
 
@@ -89,7 +91,7 @@ def delete(sim: Any, ctx: Ctx, params: dict[str, Any], customer_id: str) -> dict
     store = sim.store
     customer = fetch(store.customers, customer_id, "customer")
     stub = {"id": customer_id, "object": "customer", "deleted": True}
-    store.customers.objects[customer_id] = stub
+    store.customers.replace(stub)
     store.customers.index.remove(customer_id)
     sim.emit("customer.deleted", customer, ctx)
     return stub

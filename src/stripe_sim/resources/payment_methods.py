@@ -210,7 +210,9 @@ def update(sim: Any, ctx: Ctx, params: dict[str, Any], pm_id: str) -> dict[str, 
         pm["billing_details"] = _billing_details(merged)
     if "card" in params and pm["type"] == "card":
         pm["card"] = {**pm["card"], **{k: int(v) for k, v in params["card"].items() if k.startswith("exp_")}}
-    sim.emit("payment_method.updated", pm, ctx, changed(before, pm))
+    previous = changed(before, pm)
+    if previous:  # Stripe sends no event for an update that changes nothing
+        sim.emit("payment_method.updated", pm, ctx, previous)
     return pm
 
 
@@ -274,3 +276,12 @@ def list_for_customer(sim: Any, ctx: Ctx, params: dict[str, Any], customer_id: s
     keep = (lambda pm: pm["type"] == wanted) if wanted else None
     return list_page(sim.store.payment_methods, params, f"/v1/customers/{customer_id}/payment_methods",
                      owner=customer_id, keep=keep)
+
+
+def retrieve_for_customer(sim: Any, ctx: Ctx, params: dict[str, Any], customer_id: str,
+                          pm_id: str) -> dict[str, Any]:
+    fetch(sim.store.customers, customer_id, "customer")
+    pm = fetch(sim.store.payment_methods, pm_id, "payment_method")
+    if pm["customer"] != customer_id:
+        raise resource_missing("payment_method", pm_id, "payment_method")
+    return pm

@@ -72,8 +72,8 @@ def update(sim: Any, ctx: Ctx, params: dict[str, Any], endpoint_id: str) -> dict
 def delete(sim: Any, ctx: Ctx, params: dict[str, Any], endpoint_id: str) -> dict[str, Any]:
     store = sim.store
     fetch(store.webhook_endpoints, endpoint_id, "webhook_endpoint")
-    store.webhook_endpoints.objects[endpoint_id] = stub = {"id": endpoint_id, "object": "webhook_endpoint",
-                                                           "deleted": True}
+    stub = {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+    store.webhook_endpoints.replace(stub)
     store.webhook_endpoints.index.remove(endpoint_id)
     store.webhook_secrets.pop(endpoint_id, None)
     return stub
@@ -86,6 +86,7 @@ def list_(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
 def listening(sim: Any, event_type: str) -> list[dict[str, Any]]:
     """Enabled endpoints subscribed to `event_type` (or to everything)."""
     result = []
+    # Endpoints are never packed (see Store.reset), so the stored dicts can be read directly.
     for endpoint in sim.store.webhook_endpoints.objects.values():
         if endpoint.get("status") != "enabled":
             continue

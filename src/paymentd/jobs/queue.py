@@ -1,0 +1,189 @@
+"""paymentd's job queue: one procrastinate App per process, its tasks, retries and worker.
+
+Jobs live in PostgreSQL (schema from migration 0003), so they survive crashes and
+are shared by every process. Each task retries with exponential backoff and jitter;
+a job whose retries run out stays in procrastinate's `failed` status: the
+dead-letter list (`paymentd jobs failed`, `failed_jobs()`), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import procrastinate
+from procrastinate import exceptions as procrastinate_exceptions
+from procrastinate.retry import BaseRetryStrategy, RetryDecision
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import make_url
+
+from paymentd.jobs import tasks
+from paymentd.jobs.deps import Deps
+from paymentd.logs import log
+
+APPLY_WEBHOOK_EVENT = "paymentd.apply_webhook_event"
+RECONCILE = "paymentd.reconcile"
+CLEANUP = "paymentd.cleanup"
+
+
+def conninfo(database_url: str) -> str:
+    """A libpq conninfo for psycopg from any URL paymentd accepts (SQLAlchemy style,
+    driver suffixes, or a unix-socket one: `postgresql://u:@/db?host=/tmp/x`)."""
+    url = make_url(database_url)
+    params: dict[str, Any] = {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+    }
+    for key, value in url.query.items():
+        params[key] = value if isinstance(value, str) else value[-1]
+    return make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def cron_every(seconds: int) -> str:
+    """A cron line (procrastinate's 6th column is seconds) firing every `seconds`,
+    rounded to what cron can express: divisors of 60 s, or whole minutes."""
+    if seconds < 60:
+        step = next(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60) if d >= max(seconds, 1))
+        return "* * * * *" if step == 60 else f"* * * * * */{step}"
+    minutes = max(1, round(seconds / 60))
+    return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+
+
+@dataclass(frozen=True)
+class Backoff(BaseRetryStrategy):
+    """Exponential backoff with full jitter, capped; `max_attempts` runs in all."""
+
+    max_attempts: int
+    base_s: float
+    cap_s: float = 300.0
+
+    def get_retry_decision(self, *, exception: BaseException, job: procrastinate.jobs.Job) -> RetryDecision | None:
+        # job.attempts counts the runs before this one; this run is number attempts + 1.
+        if job.attempts + 1 >= self.max_attempts:
+            return None
+        ceiling = min(self.cap_s, self.base_s * 2**job.attempts)
+        return RetryDecision(retry_in={"seconds": random.uniform(ceiling / 2, ceiling)})
+
+
+class Jobs:
+    """The procrastinate App of one process (one per `create_app`, so test servers in
+    one process each have their own pool on their own loop) and its tasks."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        reconcile_interval_s: int = 30,
+        retry_base_s: float = 1.0,
+        max_attempts: int = 8,
+        pool_size: int = 10,
+    ) -> None:
+        connector = procrastinate.PsycopgConnector(
+            conninfo=conninfo(database_url), min_size=1, max_size=pool_size, name="paymentd-jobs"
+        )
+        self.app = procrastinate.App(connector=connector)
+        retry = Backoff(max_attempts=max_attempts, base_s=retry_base_s)
+        self.apply_webhook_event = self.app.task(
+            name=APPLY_WEBHOOK_EVENT, pass_context=True, retry=retry
+        )(tasks.apply_webhook_event)
+        # One sweep at a time (lock) and at most one waiting (queueing_lock), however
+        # many workers run the periodic deferrer.
+        reconcile = self.app.task(
+            name=RECONCILE, pass_context=True, lock="reconciler", queueing_lock="reconciler",
+            retry=Backoff(max_attempts=3, base_s=retry_base_s),
+        )(tasks.reconcile)
+        self.reconcile = self.app.periodic(cron=cron_every(reconcile_interval_s), periodic_id="sweep")(reconcile)
+        cleanup = self.app.task(
+            name=CLEANUP, pass_context=True, lock="cleanup", queueing_lock="cleanup",
+            retry=Backoff(max_attempts=5, base_s=retry_base_s * 10),
+        )(tasks.cleanup)
+        self.cleanup = self.app.periodic(cron="17 * * * *", periodic_id="hourly")(cleanup)
+
+    async def open(self) -> None:
+        await self.app.open_async()
+
+    async def close(self) -> None:
+        await self.app.close_async()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """A psycopg connection from the queue's pool, to defer inside a transaction."""
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            yield conn
+
+    async def defer_apply(self, event_id: str, *, connection: Any = None) -> int | None:
+        """Queue the job applying one inbox row; None if one is already waiting for it."""
+        deferrer = self.apply_webhook_event.configure(connection=connection, queueing_lock=f"webhook:{event_id}")
+        try:
+            if connection is None:
+                return await deferrer.defer_async(event_id=event_id)
+            # A savepoint: a refused duplicate must not abort the caller's transaction.
+            async with connection.transaction():
+                return await deferrer.defer_async(event_id=event_id)
+        except procrastinate_exceptions.AlreadyEnqueued:
+            return None
+
+    async def run_worker(self, deps: Deps, *, wait: bool = True, concurrency: int = 4, **options: Any) -> None:
+        """Run a worker until stopped (or, with wait=False, until the queue is empty)."""
+        await self.app.run_worker_async(
+            wait=wait,
+            concurrency=concurrency,
+            additional_context={"deps": deps},
+            shutdown_graceful_timeout=options.pop("shutdown_graceful_timeout", 10.0),
+            install_signal_handlers=options.pop("install_signal_handlers", False),
+            **options,
+        )
+
+    async def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
+        """The dead letters: jobs whose retries ran out, newest first."""
+        found = await self.app.job_manager.list_jobs_async(status="failed")
+        rows = sorted(found, key=lambda job: job.id or 0, reverse=True)[:limit]
+        return [
+            FailedJob(
+                id=job.id or 0,
+                task=job.task_name,
+                args=dict(job.task_kwargs),
+                attempts=job.attempts,
+                queue=job.queue,
+                scheduled_at=job.scheduled_at,
+            )
+            for job in rows
+        ]
+
+    async def retry_failed(self, job_id: int) -> None:
+        """Put a dead letter back in the queue (after the cause was fixed)."""
+        await self.app.job_manager.retry_job_by_id_async(job_id=job_id, retry_at=datetime.now().astimezone())
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    id: int
+    task: str
+    args: dict[str, Any]
+    attempts: int
+    queue: str
+    scheduled_at: datetime | None
+
+
+async def supervise_worker(jobs: Jobs, deps: Deps, *, concurrency: int = 4) -> None:
+    """The worker beside the API: restarted with backoff if it ever stops on an error
+    (database restart, lost connection), so the process never silently loses it."""
+    delay = 1.0
+    while True:
+        try:
+            await jobs.run_worker(deps, concurrency=concurrency, name="paymentd-api-worker")
+            return  # stopped on request
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - anything: log, wait, restart
+            log.error("jobs.worker_crashed", error_type=type(error).__name__, error=str(error), restart_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)

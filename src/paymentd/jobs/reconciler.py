@@ -1,0 +1,196 @@
+"""The reconciler: finds what the request path and webhooks left unsettled, and asks
+Stripe. Runs every `reconcile_interval_s` on the queue and as `paymentd reconcile`.
+
+One sweep, three passes, each safe to run twice or concurrently:
+  1. payments with a confirm attempt still pending/unknown (a crash, a timeout), or
+     sitting in processing/requires_action, for longer than `reconcile_after_s`:
+     refreshed from Stripe through `payments.sync.refresh` (source reconciler);
+  2. Stripe's events since the last sweep (a high-water mark in `reconciler_marks`),
+     to catch webhooks that never arrived: stored in the same inbox as webhooks
+     (unique id, so never applied twice) and applied with source reconciler;
+  3. inbox rows nobody applied for longer than `reconcile_after_s` (a job that ran
+     out of retries, an event that beat its payment's insert): applied again, and
+     given up on once older than GIVE_UP_AFTER (the PaymentIntent is not paymentd's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text
+
+from paymentd.jobs.deps import Deps
+from paymentd.logs import log
+from paymentd.payments import sync
+from paymentd.payments.models import Payment
+from paymentd.providers.base import ProviderError
+from paymentd.providers.limiter import outbound_deadline
+from paymentd.webhooks import inbox
+from paymentd.webhooks.models import WebhookEvent
+
+EVENTS_MARK = "stripe_events"
+# The events that can change a payment's charge status (Stripe takes at most 20 types).
+# Refund and dispute events join in issue 5.
+PAYMENT_EVENT_TYPES = (
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.canceled",
+    "payment_intent.partially_funded",
+    "payment_intent.payment_failed",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "payment_intent.succeeded",
+)
+# No mark yet (a new installation): look back this far.
+FIRST_LOOKBACK = timedelta(hours=24)
+# An unapplied inbox row this old concerns a PaymentIntent paymentd never created.
+GIVE_UP_AFTER = timedelta(hours=24)
+BATCH = 200
+STRIPE_CONCURRENCY = 8
+REFRESH_TIMEOUT_S = 10.0
+SWEEP_STRIPE_WAIT_S = 60.0
+
+
+@dataclass
+class SweepReport:
+    payments_checked: int = 0
+    payments_refreshed: int = 0
+    events_listed: int = 0
+    events_missed: int = 0
+    inbox_applied: int = 0
+    inbox_waiting: int = 0
+    inbox_given_up: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+async def sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
+    now = now or datetime.now(UTC)
+    after = timedelta(seconds=deps.settings.reconcile_after_s)
+    report = SweepReport()
+    # Background work: it may wait for the shared Stripe rate limit well past a request's budget.
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
+        await refresh_stale_payments(deps, now - after, report)
+        await catch_up_events(deps, now, after, report)
+        await apply_unprocessed(deps, now, after, report)
+    log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
+             errors=len(report.errors))
+    return report
+
+
+async def refresh_stale_payments(deps: Deps, cutoff: datetime, report: SweepReport) -> None:
+    query = text(
+        """
+        SELECT p.id FROM payments p
+        WHERE p.stripe_payment_intent_id IS NOT NULL AND (
+            (p.status IN ('processing', 'requires_action') AND p.updated_at < :cutoff)
+            OR EXISTS (SELECT 1 FROM payment_attempts a
+                       WHERE a.payment_id = p.id AND a.outcome IN ('pending', 'unknown')
+                         AND a.created_at < :cutoff))
+        ORDER BY p.updated_at
+        LIMIT :limit
+        """
+    )
+    async with deps.database.transaction() as session:
+        ids = list((await session.scalars(query, {"cutoff": cutoff, "limit": BATCH})).all())
+    report.payments_checked = len(ids)
+    gate = asyncio.Semaphore(STRIPE_CONCURRENCY)
+
+    async def one(payment_id: uuid.UUID) -> None:
+        async with gate:
+            try:
+                if await sync.refresh(deps.database, deps.provider, payment_id, sync.RECONCILER,
+                                      timeout=REFRESH_TIMEOUT_S, abandon_before=cutoff):
+                    report.payments_refreshed += 1
+            except Exception as error:  # noqa: BLE001 - one payment must not stop the sweep
+                report.errors.append(f"payment {payment_id}: {type(error).__name__}")
+                log.exception("reconciler.refresh_failed", payment_id=str(payment_id))
+
+    await asyncio.gather(*(one(payment_id) for payment_id in ids))
+
+
+async def catch_up_events(deps: Deps, now: datetime, after: timedelta, report: SweepReport) -> None:
+    mark = await _mark(deps)
+    # Overlap the previous window by `after`: events Stripe lists late, and events
+    # skipped last time because their payment's row was not committed yet.
+    since = (mark - after) if mark else now - FIRST_LOOKBACK
+    try:
+        listed = [event async for event in deps.provider.list_events(created_gte=since, types=PAYMENT_EVENT_TYPES)]
+    except ProviderError as error:
+        report.errors.append(f"list_events: {type(error).__name__}")
+        log.warning("reconciler.list_events_failed", error_type=type(error).__name__)
+        return  # the mark stays: the next sweep lists the same window
+    report.events_listed = len(listed)
+    intents = {event.payment_intent_id for event in listed if event.payment_intent_id}
+    known: set[str] = set()
+    if intents:
+        async with deps.database.transaction() as session:
+            rows = await session.scalars(
+                select(Payment.stripe_payment_intent_id).where(Payment.stripe_payment_intent_id.in_(intents))
+            )
+            known = set(rows.all())
+    # Stripe lists newest first; apply in the order things happened.
+    for event in sorted(listed, key=lambda e: e.created):
+        if event.payment_intent_id not in known:
+            # Not paymentd's PaymentIntent, or its row is not committed yet: the
+            # overlap brings a recent one back next sweep.
+            continue
+        if not await inbox.store(deps.database, event, source="reconciler"):
+            continue  # the webhook (or an earlier sweep) has it
+        report.events_missed += 1
+        try:
+            await inbox.apply(deps, event.id)
+        except Exception as error:  # noqa: BLE001 - stays in the inbox for pass 3
+            report.errors.append(f"event {event.id}: {type(error).__name__}")
+    await _set_mark(deps, now)
+
+
+async def apply_unprocessed(deps: Deps, now: datetime, after: timedelta, report: SweepReport) -> None:
+    async with deps.database.transaction() as session:
+        rows = (
+            await session.execute(
+                select(WebhookEvent.id, WebhookEvent.received_at)
+                .where(WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < now - after)
+                .order_by(WebhookEvent.received_at)
+                .limit(BATCH)
+            )
+        ).all()
+    for event_id, received_at in rows:
+        try:
+            await inbox.apply(deps, event_id)
+            report.inbox_applied += 1
+        except inbox.PaymentNotYetKnown:
+            if received_at < now - GIVE_UP_AFTER:
+                await inbox.give_up(deps.database, event_id, inbox.IGNORED_NO_PAYMENT)
+                report.inbox_given_up += 1
+            else:
+                report.inbox_waiting += 1
+        except Exception as error:  # noqa: BLE001 - retried next sweep
+            report.inbox_waiting += 1
+            report.errors.append(f"event {event_id}: {type(error).__name__}")
+
+
+async def _mark(deps: Deps) -> datetime | None:
+    async with deps.database.transaction() as session:
+        return await session.scalar(text("SELECT value FROM reconciler_marks WHERE name = :name"),
+                                    {"name": EVENTS_MARK})
+
+
+async def _set_mark(deps: Deps, value: datetime) -> None:
+    async with deps.database.transaction() as session:
+        # GREATEST: a slow sweep finishing after a faster one never moves the mark back.
+        await session.execute(
+            text(
+                """
+                INSERT INTO reconciler_marks (name, value) VALUES (:name, :value)
+                ON CONFLICT (name) DO UPDATE
+                SET value = GREATEST(reconciler_marks.value, EXCLUDED.value), updated_at = clock_timestamp()
+                """
+            ),
+            {"name": EVENTS_MARK, "value": value},
+        )

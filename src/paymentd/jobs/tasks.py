@@ -1,0 +1,47 @@
+"""The work the queue runs. Each task takes its dependencies from the worker's
+context (`Deps`), so the same functions run under `paymentd worker`, beside the API,
+and in tests; registration, retries and schedules are in `queue.py`."""
+
+from __future__ import annotations
+
+import time
+
+from procrastinate import JobContext
+
+from paymentd.jobs import cleanup as cleanup_module
+from paymentd.jobs import reconciler
+from paymentd.jobs.deps import Deps
+from paymentd.providers.limiter import outbound_deadline
+from paymentd.webhooks import inbox
+
+# No caller waits on a job: it may queue for the shared Stripe rate limit far longer
+# than a request's budget.
+JOB_STRIPE_WAIT_S = 30.0
+# Succeeded jobs are history, not state: kept a week for inspection. Failed ones
+# (the dead letters) are kept until someone looks at them.
+KEEP_SUCCEEDED_JOBS_HOURS = 24 * 7
+
+
+def _deps(context: JobContext) -> Deps:
+    return context.additional_context["deps"]
+
+
+async def apply_webhook_event(context: JobContext, event_id: str) -> str:
+    """Apply one inbox row. An event for a payment not committed yet raises
+    PaymentNotYetKnown: retried with backoff, then left to the reconciler's sweep."""
+    with outbound_deadline(time.monotonic() + JOB_STRIPE_WAIT_S):
+        return await inbox.apply(_deps(context), event_id)
+
+
+async def reconcile(context: JobContext, timestamp: int) -> dict:
+    """The periodic sweep (see reconciler.py)."""
+    report = await reconciler.sweep(_deps(context))
+    return report.as_dict()
+
+
+async def cleanup(context: JobContext, timestamp: int) -> dict:
+    """Hourly: forget expired Idempotency-Keys, and old succeeded jobs."""
+    deps = _deps(context)
+    deleted = await cleanup_module.delete_expired_idempotency_keys(deps.database, deps.settings.idempotency_ttl_hours)
+    await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
+    return {"idempotency_keys_deleted": deleted}

@@ -1,0 +1,202 @@
+"""Storing events once and applying them once.
+
+`record` writes the inbox row and defers its job in one PostgreSQL transaction, so
+an event is never stored without its job nor queued without its row. `apply` moves
+the payment through `payments.sync`, under the payment's row lock, and marks the row
+processed in the same transaction: a second delivery, a retried job and the
+reconciler all find the row processed and do nothing.
+
+Ordering. Stripe delivers out of order, and a snapshot in an event may be older than
+what paymentd already knows. The state machine refuses backward moves, but some
+statuses can be left and entered again (requires_payment_method <-> requires_action,
+processing <-> requires_capture ...), where a stale snapshot would look like a
+legal move. So: a snapshot whose status is final for the charge (succeeded,
+canceled) is applied as it is (nothing can follow it back); a snapshot that would
+move the payment to an intermediate status is only a hint, and paymentd asks Stripe
+for the PaymentIntent as it is now and applies that. Event timestamps are not used to
+order: Stripe's `created` has one-second resolution, and the API path (whose
+knowledge is not timestamped) moves payments too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from paymentd.db import Database
+from paymentd.jobs.deps import Deps
+from paymentd.logs import log
+from paymentd.payments import repository, sync
+from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
+from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
+from paymentd.webhooks.codec import event_from_json, event_to_json
+from paymentd.webhooks.models import WebhookEvent
+
+if TYPE_CHECKING:
+    from paymentd.jobs.queue import Jobs
+
+APPLIED = "applied"
+APPLIED_VERIFIED = "applied: verified with Stripe"
+IGNORED_NOT_PAYMENT = "ignored: not a payment_intent event (refunds and disputes are applied from issue 5)"
+IGNORED_UNKNOWN_STATUS = "ignored: status unknown to paymentd"
+IGNORED_NO_PAYMENT = "ignored: no payment with this PaymentIntent"
+
+_INSERT = """
+INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source)
+VALUES (%(id)s, %(type)s, %(created)s, %(payment_intent_id)s, %(payload)s, %(source)s)
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+class PaymentNotYetKnown(Exception):
+    """The event concerns a PaymentIntent paymentd has no committed row for (yet):
+    usually the webhook raced our own insert. Retried later."""
+
+
+async def record(jobs: Jobs, event: ProviderEvent, *, source: str, defer: bool = True) -> bool:
+    """Store the event unless already stored; with `defer`, queue its job in the
+    same transaction. True when the event is new."""
+    params = {
+        "id": event.id,
+        "type": event.type,
+        "created": event.created,
+        "payment_intent_id": event.payment_intent_id,
+        "payload": Jsonb(event_to_json(event)),
+        "source": source,
+    }
+    # procrastinate's own psycopg pool: its `defer(connection=...)` joins our
+    # transaction, which SQLAlchemy's asyncpg connections could not offer.
+    async with jobs.connection() as conn, conn.transaction():
+        cursor = await conn.execute(_INSERT, params)
+        inserted = await cursor.fetchone() is not None
+        if inserted and defer:
+            await jobs.defer_apply(event.id, connection=conn)
+    return inserted
+
+
+async def store(database: Database, event: ProviderEvent, *, source: str) -> bool:
+    """Store the event without queueing a job (the reconciler applies what it finds
+    itself). True when the event is new."""
+    statement = (
+        pg_insert(WebhookEvent)
+        .values(
+            id=event.id,
+            type=event.type,
+            created=event.created,
+            payment_intent_id=event.payment_intent_id,
+            payload=event_to_json(event),
+            source=source,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(WebhookEvent.id)
+    )
+    async with database.transaction() as session:
+        return (await session.execute(statement)).first() is not None
+
+
+def _intermediate(status: ProviderStatus) -> bool:
+    return not is_final_for_charge(PaymentStatus(status.value))
+
+
+async def apply(deps: Deps, event_id: str) -> str:
+    """Apply one inbox row; returns its outcome. Raises PaymentNotYetKnown, or a
+    ProviderError when Stripe must be asked and cannot answer (the caller retries)."""
+    try:
+        return await _apply(deps, event_id)
+    except Exception as error:
+        async with deps.database.transaction() as session:
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
+                .values(attempts=WebhookEvent.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:500])
+            )
+        raise
+
+
+async def _apply(deps: Deps, event_id: str) -> str:
+    async with deps.database.transaction() as session:
+        row = await session.get(WebhookEvent, event_id, with_for_update=True)
+        if row is None:
+            raise LookupError(f"no inbox row {event_id}")
+        if row.processed_at is not None:
+            return row.outcome or APPLIED
+        event = event_from_json(row.payload)
+        source = row.source
+        if not isinstance(event.object, ProviderPayment) or event.payment_intent_id is None:
+            return await _finish(session, row, IGNORED_NOT_PAYMENT)
+        payment = await repository.get_by_intent(session, event.payment_intent_id)
+        if payment is None:
+            raise PaymentNotYetKnown(event.payment_intent_id)
+        current, seen = payment.status, payment.updated_at
+    intent: ProviderPayment = event.object
+    if intent.status is ProviderStatus.unknown:
+        return await _finish_by_id(deps, event_id, IGNORED_UNKNOWN_STATUS)
+    actor = sync.RECONCILER if source == "reconciler" else sync.WEBHOOK
+    verified = False
+    # Normally one pass; again only if the payment moved between our look and our lock.
+    for _ in range(3):
+        if not verified and _needs_truth(current, intent):
+            # Possibly stale (see the module docstring): ask Stripe, outside any transaction.
+            intent = await deps.provider.retrieve_payment(event.payment_intent_id)
+            verified = True
+        async with deps.database.transaction() as session:
+            row = await session.get(WebhookEvent, event_id, with_for_update=True)
+            assert row is not None
+            if row.processed_at is not None:
+                return row.outcome or APPLIED
+            payment = await repository.get_by_intent(session, event.payment_intent_id, lock=True)
+            assert payment is not None  # payments are never deleted
+            # Unverified and now suspicious, or verified against a payment that moved
+            # since (the API answered meanwhile): look again.
+            if (not verified and _needs_truth(payment.status, intent)) or (verified and payment.updated_at != seen):
+                current, seen, verified = payment.status, payment.updated_at, False
+                intent = event.object
+                continue
+            target = intent.status.value
+            if intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
+                sync.apply_provider_payment(session, payment, intent, actor)
+                await sync.settle_open_attempts(session, payment, intent)
+                outcome = APPLIED_VERIFIED if verified else APPLIED
+            else:
+                # A report the state machine refuses: do not copy its fields either.
+                outcome = f"ignored: stale ({target} reported, payment is {payment.status})"
+            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome,
+                     payment_id=str(payment.id))
+            return await _finish(session, row, outcome)
+    raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
+
+
+def _needs_truth(current: str, intent: ProviderPayment) -> bool:
+    """A move to an intermediate status, which a stale snapshot could fake."""
+    target = intent.status.value
+    return target != current and can_move(current, target) and _intermediate(intent.status)
+
+
+async def _finish(session: Any, row: WebhookEvent, outcome: str) -> str:
+    row.processed_at = datetime.now(UTC)
+    row.outcome = outcome
+    row.attempts += 1
+    row.last_error = None
+    return outcome
+
+
+async def _finish_by_id(deps: Deps, event_id: str, outcome: str) -> str:
+    async with deps.database.transaction() as session:
+        row = await session.get(WebhookEvent, event_id, with_for_update=True)
+        assert row is not None
+        if row.processed_at is not None:
+            return row.outcome or APPLIED
+        return await _finish(session, row, outcome)
+
+
+async def give_up(database: Database, event_id: str, outcome: str) -> None:
+    """Close a row no one can apply (its PaymentIntent is not paymentd's)."""
+    async with database.transaction() as session:
+        row = await session.get(WebhookEvent, event_id, with_for_update=True)
+        if row is not None and row.processed_at is None:
+            await _finish(session, row, outcome)
