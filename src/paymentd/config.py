@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     # Outbound limit shared by every paymentd process (in Redis when REDIS_URL is set).
     stripe_rps: int = 100
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "PAYMENTD_REDIS_URL"))
+    redis_key_prefix: str = "paymentd"  # one per deployment sharing a Redis
     # How long a Stripe call may queue for the limiter. Requests stop waiting at their
     # budget (202); the call itself keeps its place in the queue this long.
     stripe_queue_wait_s: float = 30.0
@@ -79,6 +80,16 @@ class Settings(BaseSettings):
     sync_budget_ms: int = 400
     max_wait_s: int = 30
     max_body_bytes: int = 1_000_000
+
+    # Receipts: emailed when a payment succeeds, if SMTP is configured.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = Field("none", pattern="^(none|starttls|tls)$")
+    smtp_timeout_s: float = 10.0
+    receipt_locale: str = "en_US"
 
     # Logs.
     log_level: str = "INFO"

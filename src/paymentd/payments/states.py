@@ -48,8 +48,8 @@ Every move, as a table (a unit test checks it against ``ALLOWED_MOVES``)::
     processing              -> requires_payment_method requires_action requires_capture succeeded canceled
     requires_capture        -> processing succeeded canceled
     succeeded               -> partially_refunded refunded disputed
-    partially_refunded      -> refunded disputed
-    refunded                -> disputed
+    partially_refunded      -> refunded disputed succeeded
+    refunded                -> disputed partially_refunded succeeded
     disputed                -> succeeded partially_refunded refunded
     canceled                ->
 
@@ -80,6 +80,10 @@ The moves, and why each exists:
 * succeeded -> partially_refunded | refunded: refunds. partially_refunded ->
   refunded: the last of the money refunded (more partial refunds are no-ops on the
   status). succeeded | partially_refunded -> disputed: a chargeback was opened.
+* partially_refunded -> succeeded, refunded -> partially_refunded | succeeded: a
+  refund Stripe had accepted failed later (``refund.failed``, e.g. the card was
+  closed); its amount is refundable again and the status follows what remains.
+  These are the only moves "backwards", and only a failed refund makes them.
 * refunded -> disputed: a cardholder can still open a dispute on a refunded
   charge (often before they notice the refund); Stripe accepts such disputes and
   the merchant must answer them, so paymentd must show them.
@@ -174,8 +178,8 @@ ALLOWED_MOVES: Mapping[PaymentStatus, frozenset[PaymentStatus]] = MappingProxyTy
         ),
         _S.requires_capture: frozenset({_S.processing, _S.succeeded, _S.canceled}),
         _S.succeeded: frozenset({_S.partially_refunded, _S.refunded, _S.disputed}),
-        _S.partially_refunded: frozenset({_S.refunded, _S.disputed}),
-        _S.refunded: frozenset({_S.disputed}),
+        _S.partially_refunded: frozenset({_S.refunded, _S.disputed, _S.succeeded}),
+        _S.refunded: frozenset({_S.disputed, _S.partially_refunded, _S.succeeded}),
         _S.disputed: frozenset({_S.succeeded, _S.partially_refunded, _S.refunded}),
         _S.canceled: frozenset(),
     }

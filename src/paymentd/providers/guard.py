@@ -252,7 +252,7 @@ def build_guarded_provider(
     settings: Settings,
     *,
     per_endpoint: Mapping[str, int] | None = None,
-    key_prefix: str = "paymentd",
+    key_prefix: str | None = None,
 ) -> GuardedProvider:
     """The guard as configured: `stripe_rps` shared through `redis_url` (in-process when None),
     `breaker_failures`/`breaker_reset_s`, and the response budget `sync_budget_ms` as the
@@ -262,7 +262,7 @@ def build_guarded_provider(
         settings.stripe_rps,
         redis_url=settings.redis_url,
         per_endpoint=per_endpoint,
-        key_prefix=key_prefix,
+        key_prefix=key_prefix or settings.redis_key_prefix,
     )
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
     set_hook = getattr(inner, "set_request_hook", None)
