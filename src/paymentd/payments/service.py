@@ -166,39 +166,45 @@ class PaymentService:
     async def _attach_intent_later(self, payment_id: uuid.UUID, creating: asyncio.Task[ProviderPayment]) -> None:
         try:
             intent = await creating
+        except provider_types.ProviderUnavailable:
+            return  # confirm or cancel re-send the same keyed create when they need it
         except provider_types.ProviderError as error:
-            if isinstance(error, provider_types.ProviderUnavailable):
-                return  # confirm re-sends the same keyed create; the reconciler looks too
-            async with self.database.transaction() as session:
-                payment = await repository.get_by_id(session, payment_id, lock=True)
-                payment.last_payment_error = {"type": "invalid_request_error", "code": error.code,
-                                              "decline_code": None, "message": error.message, "payment_method": None}
-                sync.move(session, payment, PaymentStatus.canceled, sync.RECONCILER)
+            await self._creation_refused(payment_id, error)
             return
+        await self._store_intent(payment_id, intent)
+
+    async def _store_intent(self, payment_id: uuid.UUID, intent: ProviderPayment) -> None:
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
             if payment.stripe_payment_intent_id is None:
                 payment.stripe_payment_intent_id = intent.id
                 payment.client_secret = intent.client_secret
 
-    async def _intent_id(self, payment: Payment, wait_s: float) -> str:
-        """The PaymentIntent id, creating it first if create did not get one in time."""
+    async def _creation_refused(self, payment_id: uuid.UUID, error: provider_types.ProviderError) -> None:
+        """Stripe refused the PaymentIntent itself (after create had answered 201):
+        the payment can never be paid, so it ends canceled, saying why."""
+        async with self.database.transaction() as session:
+            payment = await repository.get_by_id(session, payment_id, lock=True)
+            payment.last_payment_error = {"type": "invalid_request_error", "code": error.code, "decline_code": None,
+                                          "message": error.message, "payment_method": None}
+            if can_move(PaymentStatus(payment.status), PaymentStatus.canceled):
+                sync.move(session, payment, PaymentStatus.canceled, sync.RECONCILER)
+
+    async def _ensure_intent(self, payment: Payment) -> str:
+        """The payment's PaymentIntent id; when create did not get one in time, the
+        same keyed create again (Stripe answers with the one it made, if any).
+        The customer is the user's as of now: a user who saved a method since would
+        make Stripe see other parameters under the key, which it refuses; rare, and loud."""
         if payment.stripe_payment_intent_id:
             return payment.stripe_payment_intent_id
         async with self.database.transaction() as session:
             user = await session.get(User, payment.user_id)
-        creating = self._create_intent(payment, user.provider_customer_id)
-        if not await self.background.within(creating, wait_s):
-            raise ProviderUnavailable(
-                "The payment processor is slow to create this payment; retry shortly.",
-                status=503,
-                retry_after=1,
-            )
-        intent = self._result(creating)
-        async with self.database.transaction() as session:
-            row = await repository.get_by_id(session, payment.id, lock=True)
-            row.stripe_payment_intent_id = row.stripe_payment_intent_id or intent.id
-            row.client_secret = row.client_secret or intent.client_secret
+        try:
+            intent = await self._create_intent(payment, user.provider_customer_id)
+        except provider_types.ProviderInvalidRequest as error:
+            await self._creation_refused(payment.id, error)
+            raise
+        await self._store_intent(payment.id, intent)
         return intent.id
 
     # ------------------------------------------------------------------ confirm
@@ -210,24 +216,8 @@ class PaymentService:
         actor = _api_actor(principal, request_id)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
-            if payment.stripe_payment_intent_id is not None:
-                number, method = await self._open_attempt(session, payment, data, seed)
-        if payment.stripe_payment_intent_id is None:
-            # Create did not get its PaymentIntent in time; get it before the attempt
-            # opens, so a slow Stripe blocks nothing.
-            if payment.status in CONFIRMABLE:
-                await self._intent_id(payment, wait_s)
-            async with self.database.transaction() as session:
-                payment = await self._locked(session, principal, data.payment_id)
-                number, method = await self._open_attempt(session, payment, data, seed)
-        intent_id = payment.stripe_payment_intent_id
-        call = self.provider.confirm_payment(
-            intent_id,
-            payment_method=method,
-            return_url=data.return_url,
-            idempotency_key=stripe_key(payment.id, "confirm", number),
-        )
-        task = self.background.spawn(self._confirm_and_record(payment.id, number, call, actor))
+            number, method = await self._open_attempt(session, payment, data, seed)
+        task = self.background.spawn(self._confirm_and_record(payment, number, method, data.return_url, actor))
         remaining = wait_s - (asyncio.get_running_loop().time() - started)
         return await self._answer(task, payment.id, remaining, actor, pending_status=PaymentStatus.processing)
 
@@ -253,10 +243,23 @@ class PaymentService:
                                    request_seed=seed))
         return payment.attempt_count, method
 
-    async def _confirm_and_record(self, payment_id: uuid.UUID, number: int, call: Any, actor: Actor) -> Payment:
+    async def _confirm_and_record(
+        self, payment: Payment, number: int, method: str, return_url: str | None, actor: Actor
+    ) -> Payment:
         """Runs to the end even when the caller stopped waiting: the outcome is recorded."""
+        payment_id = payment.id
         try:
-            intent = await call
+            intent_id = await self._ensure_intent(payment)
+        except provider_types.ProviderError as error:
+            await self._abandon_attempt(payment_id, number, error, actor)
+            raise translate(error) from error
+        try:
+            intent = await self.provider.confirm_payment(
+                intent_id,
+                payment_method=method,
+                return_url=return_url,
+                idempotency_key=stripe_key(payment_id, "confirm", number),
+            )
         except provider_types.ProviderDeclined as declined:
             await self._record_decline(payment_id, number, declined, actor)
             raise CardDeclined(
@@ -301,6 +304,24 @@ class PaymentService:
             attempt.finished_at = datetime.now(UTC)
         log.info("payment.declined", payment_id=str(payment_id), decline_code=declined.decline_code, attempt=number)
 
+    async def _abandon_attempt(
+        self, payment_id: uuid.UUID, number: int, error: provider_types.ProviderError, actor: Actor
+    ) -> None:
+        """The confirm was never sent (no PaymentIntent could be had): the attempt is
+        over, and a payment we had shown as processing may be confirmed again."""
+        async with self.database.transaction() as session:
+            payment = await repository.get_by_id(session, payment_id, lock=True)
+            attempt = await repository.attempt(session, payment_id, number)
+            attempt.outcome = "abandoned"
+            attempt.error_code = error.code
+            attempt.error_message = error.message
+            attempt.finished_at = datetime.now(UTC)
+            if payment.status == PaymentStatus.processing:
+                payment.last_payment_error = {"type": "api_error", "code": "processor_unavailable",
+                                              "decline_code": None, "message": error.message,
+                                              "payment_method": payment.payment_method}
+                sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
+
     async def _finish_attempt(
         self, payment_id: uuid.UUID, number: int, outcome: str, error: provider_types.ProviderError
     ) -> None:
@@ -340,15 +361,14 @@ class PaymentService:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status not in CANCELABLE:
                 raise _invalid_state(payment, "canceled")
-        if payment.stripe_payment_intent_id is None:
-            intent_id = await self._intent_id(payment, wait_s)
-        else:
-            intent_id = payment.stripe_payment_intent_id
-        call = self.provider.cancel_payment(intent_id, reason=data.reason, idempotency_key=stripe_key(payment.id, "cancel"))
         actor = _api_actor(principal, request_id)
-        task = self.background.spawn(self._apply_when_done(payment.id, call, actor))
+        task = self.background.spawn(self._apply_when_done(payment.id, self._cancel_at_stripe(payment, data.reason), actor))
         # A cancel in flight shows the payment as it stands, not as processing.
         return await self._answer(task, payment.id, wait_s, actor, pending_status=None)
+
+    async def _cancel_at_stripe(self, payment: Payment, reason: str | None) -> ProviderPayment:
+        intent_id = await self._ensure_intent(payment)
+        return await self.provider.cancel_payment(intent_id, reason=reason, idempotency_key=stripe_key(payment.id, "cancel"))
 
     async def _apply_when_done(self, payment_id: uuid.UUID, call: Any, actor: Actor) -> Payment:
         try:

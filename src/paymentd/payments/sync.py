@@ -108,29 +108,41 @@ async def settle_open_attempts(
     )
     if never_confirmed and abandon_before is None:
         return
-    failed = intent.status is ProviderStatus.requires_payment_method
-    query = select(PaymentAttempt).where(
-        PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES)
-    )
     if never_confirmed:
-        query = query.where(PaymentAttempt.created_at < abandon_before)
-    attempts = (await session.scalars(query)).all()
-    if never_confirmed and attempts and payment.status == PaymentStatus.processing:
-        # We had answered 202 for it; the confirm is over, so say so and let the caller retry.
-        payment.last_payment_error = {"type": "api_error", "code": "confirmation_abandoned", "decline_code": None,
-                                      "message": "The confirmation never reached the processor; confirm again.",
-                                      "payment_method": payment.payment_method}
-        move(session, payment, PaymentStatus.requires_payment_method, RECONCILER)
+        await abandon_open_attempts(session, payment, before=abandon_before)
+        return
+    failed = intent.status is ProviderStatus.requires_payment_method
+    attempts = await session.scalars(
+        select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES))
+    )
     for attempt in attempts:
-        if never_confirmed:
-            attempt.outcome = "abandoned"
-            attempt.finished_at = datetime.now(UTC)
-            continue
         attempt.outcome = "failed" if failed else intent.status.value
         if failed and intent.last_error is not None:
             attempt.error_code = intent.last_error.code
             attempt.decline_code = intent.last_error.decline_code
             attempt.error_message = intent.last_error.message
+        attempt.finished_at = datetime.now(UTC)
+
+
+async def abandon_open_attempts(session: AsyncSession, payment: Payment, *, before: datetime) -> None:
+    """Close attempts that never reached Stripe (opened before `before`, past any call
+    still in flight); a payment shown as processing for them may be confirmed again."""
+    attempts = (
+        await session.scalars(
+            select(PaymentAttempt).where(
+                PaymentAttempt.payment_id == payment.id,
+                PaymentAttempt.outcome.in_(OPEN_OUTCOMES),
+                PaymentAttempt.created_at < before,
+            )
+        )
+    ).all()
+    if attempts and payment.status == PaymentStatus.processing:
+        payment.last_payment_error = {"type": "api_error", "code": "confirmation_abandoned", "decline_code": None,
+                                      "message": "The confirmation never reached the processor; confirm again.",
+                                      "payment_method": payment.payment_method}
+        move(session, payment, PaymentStatus.requires_payment_method, RECONCILER)
+    for attempt in attempts:
+        attempt.outcome = "abandoned"
         attempt.finished_at = datetime.now(UTC)
 
 
@@ -146,8 +158,11 @@ async def refresh(
     """Ask Stripe for a payment's truth and record it. False when Stripe did not
     answer in time (the stored state stands; a later look will settle it)."""
     async with database.transaction() as session:
-        payment = await repository.get_by_id(session, payment_id)
+        payment = await repository.get_by_id(session, payment_id, lock=abandon_before is not None)
         intent_id = payment.stripe_payment_intent_id if payment else None
+        if payment is not None and intent_id is None and abandon_before is not None:
+            # Its process died before Stripe made a PaymentIntent: nothing was sent.
+            await abandon_open_attempts(session, payment, before=abandon_before)
     if intent_id is None:
         return False
     try:
