@@ -18,6 +18,8 @@ from .snapshots import pack, unpack
 
 @dataclass(slots=True)
 class Entry:
+    """One key's first request: in flight while `status` is 0, then its saved answer."""
+
     fingerprint: int
     created: float
     status: int = 0          # 0 while the first request is still executing
@@ -29,6 +31,8 @@ class Entry:
 
 
 class IdempotencyCache:
+    """Saved responses by (API key, Idempotency-Key), oldest first, pruned after `ttl_s`."""
+
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self.entries: dict[tuple[str, str], Entry] = {}

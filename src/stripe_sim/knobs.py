@@ -18,6 +18,8 @@ FAULT_KINDS = ("api_error", "lock_timeout", "rate_limit", "drop", "timeout", "dr
 
 @dataclass
 class Config:
+    """Every knob, with its default; `/_sim/config` shows and changes these names."""
+
     latency_ms: float = 0.0                 # median (or fixed) added latency per request
     latency_p99_ms: float | None = None     # when set, latency is lognormal with this p99
     latency_by_operation: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import gc
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ def _api_key(authorization: bytes | None) -> str:
         raise missing_api_key()
     if not value.startswith(("sk_test_", "rk_test_")) or len(value) <= len("sk_test_"):
         raise invalid_api_key(value)
-    return value
+    return sys.intern(value)  # one copy, however many idempotency keys are saved under it
 
 
 # Stored objects live until reset and never form reference cycles, yet Python's cyclic GC

@@ -22,6 +22,8 @@ from .webhooks import Dispatcher
 
 
 class Sim:
+    """One simulated Stripe account: everything a request can read or change."""
+
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.store = Store(self.config.hot_objects)

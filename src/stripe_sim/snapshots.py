@@ -20,6 +20,8 @@ _WBITS, _MEMLEVEL = 13, 6  # 8 KB window; the dictionary is no larger
 
 
 class Packer:
+    """Compresses small JSON documents with a dictionary learnt from the first ones."""
+
     def __init__(self, samples: int = 8, dict_limit: int = 1 << _WBITS) -> None:
         self.samples = samples
         self.dict_limit = dict_limit

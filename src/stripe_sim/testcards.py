@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Decline:
+    """What the issuer or bank answers: Stripe's error code, decline code and message."""
+
     code: str
     decline_code: str | None
     message: str
@@ -31,6 +33,8 @@ class Behaviour:
 
 @dataclass(frozen=True)
 class Card:
+    """A test card number, its brand and funding, and its behaviour."""
+
     number: str
     brand: str
     funding: str = "credit"

@@ -33,6 +33,8 @@ def signature_header(payload: bytes, secret: str, timestamp: int | None = None) 
 
 
 class Dispatcher:
+    """Delivers each event to the endpoints listening to it, in background tasks on the server loop."""
+
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
         self.rng = random.Random(sim.config.seed)

@@ -171,6 +171,12 @@ async def test_amount_limits(client, amount, currency, code):
     assert err.value.code == code and err.value.param == "amount"
 
 
+async def test_amount_too_small_message(client):
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        await client.v1.payment_intents.create_async(params={"amount": 10, "currency": "usd"})
+    assert err.value.user_message == "Amount must be at least $0.50 usd"
+
+
 async def test_minimum_amounts_are_accepted(client):
     assert (await create(client, amount=50)).amount == 50
     assert (await client.v1.payment_intents.create_async(params={"amount": 50, "currency": "jpy"})).amount == 50

@@ -31,6 +31,7 @@ async def test_partial_refunds_up_to_the_captured_amount(client):
     with pytest.raises(stripe.InvalidRequestError) as err:
         await client.v1.refunds.create_async(params={"payment_intent": pi.id, "amount": 101})
     assert err.value.code == "amount_too_large" and err.value.param == "amount"
+    assert "Refund amount ($1.01) is greater than unrefunded amount on charge ($1.00)" in err.value.user_message
     last = await client.v1.refunds.create_async(params={"payment_intent": pi.id})
     assert last.amount == 100
     with pytest.raises(stripe.InvalidRequestError) as err:

@@ -25,10 +25,13 @@ from sqlalchemy.engine import make_url
 from paymentd.jobs import tasks
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
+from paymentd.receipts import jobs as receipt_jobs
 
 APPLY_WEBHOOK_EVENT = "paymentd.apply_webhook_event"
 RECONCILE = "paymentd.reconcile"
 CLEANUP = "paymentd.cleanup"
+SEND_RECEIPTS = "paymentd.send_receipts"
+RECEIPTS_QUEUE = "receipts"
 
 
 def conninfo(database_url: str) -> str:
@@ -82,6 +85,7 @@ class Jobs:
         database_url: str,
         *,
         reconcile_interval_s: int = 30,
+        receipt_interval_s: int = 10,
         retry_base_s: float = 1.0,
         max_attempts: int = 8,
         pool_size: int = 10,
@@ -106,6 +110,15 @@ class Jobs:
             retry=Backoff(max_attempts=5, base_s=retry_base_s * 10),
         )(tasks.cleanup)
         self.cleanup = self.app.periodic(cron="17 * * * *", periodic_id="hourly")(cleanup)
+        # The receipt-email outbox (receipts/email.py): each row keeps its own backoff,
+        # so the job itself retries only what broke outside SMTP (the database). Its own
+        # queue, so a worker can be run for it alone (`run_worker(queues=["receipts"])`).
+        send_receipts = self.app.task(
+            name=SEND_RECEIPTS, queue=RECEIPTS_QUEUE, pass_context=True, lock="receipts", queueing_lock="receipts",
+            retry=Backoff(max_attempts=3, base_s=retry_base_s),
+        )(receipt_jobs.send_receipts)
+        self.send_receipts = self.app.periodic(cron=cron_every(receipt_interval_s), periodic_id="receipts")(
+            send_receipts)
 
     async def open(self) -> None:
         await self.app.open_async()

@@ -1,7 +1,7 @@
 """The reconciler: finds what the request path and webhooks left unsettled, and asks
 Stripe. Runs every `reconcile_interval_s` on the queue and as `paymentd reconcile`.
 
-One sweep, three passes, each safe to run twice or concurrently:
+One sweep, four passes, each safe to run twice or concurrently:
   1. payments with a confirm attempt still pending/unknown (a crash, a timeout), or
      sitting in processing/requires_action, for longer than `reconcile_after_s`:
      refreshed from Stripe through `payments.sync.refresh` (source reconciler);
@@ -10,7 +10,9 @@ One sweep, three passes, each safe to run twice or concurrently:
      (unique id, so never applied twice) and applied with source reconciler;
   3. inbox rows nobody applied for longer than `reconcile_after_s` (a job that ran
      out of retries, an event that beat its payment's insert): applied again, and
-     given up on once older than GIVE_UP_AFTER (the PaymentIntent is not paymentd's).
+     given up on once older than GIVE_UP_AFTER (the PaymentIntent is not paymentd's);
+  4. refunds left pending for longer than `reconcile_after_s`: the keyed create
+     re-sent, or Stripe asked (`refunds.service.reconcile_refunds`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from paymentd.payments import sync
 from paymentd.payments.models import Payment
 from paymentd.providers.base import ProviderError
 from paymentd.providers.limiter import outbound_deadline
+from paymentd.refunds.service import reconcile_refunds
 from paymentd.webhooks import inbox
 from paymentd.webhooks.models import WebhookEvent
 
 EVENTS_MARK = "stripe_events"
-# The events that can change a payment's charge status (Stripe takes at most 20 types).
-# Refund and dispute events join in issue 5.
+# The events that can change a payment, its refunds or its disputes, as the inbox
+# applies them (Stripe takes at most 20 types; these are 16).
 PAYMENT_EVENT_TYPES = (
     "payment_intent.amount_capturable_updated",
     "payment_intent.canceled",
@@ -43,6 +46,8 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.processing",
     "payment_intent.requires_action",
     "payment_intent.succeeded",
+    *sorted(inbox.REFUND_EVENT_TYPES),
+    *sorted(inbox.DISPUTE_EVENT_TYPES),
 )
 # No mark yet (a new installation): look back this far.
 FIRST_LOOKBACK = timedelta(hours=24)
@@ -63,6 +68,7 @@ class SweepReport:
     inbox_applied: int = 0
     inbox_waiting: int = 0
     inbox_given_up: int = 0
+    refunds_checked: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -78,6 +84,7 @@ async def sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
         await refresh_stale_payments(deps, now - after, report)
         await catch_up_events(deps, now, after, report)
         await apply_unprocessed(deps, now, after, report)
+        await settle_refunds(deps, after, report)
     log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
              errors=len(report.errors))
     return report
@@ -173,6 +180,14 @@ async def apply_unprocessed(deps: Deps, now: datetime, after: timedelta, report:
         except Exception as error:  # noqa: BLE001 - retried next sweep
             report.inbox_waiting += 1
             report.errors.append(f"event {event_id}: {type(error).__name__}")
+
+
+async def settle_refunds(deps: Deps, after: timedelta, report: SweepReport) -> None:
+    try:
+        report.refunds_checked = await reconcile_refunds(deps.database, deps.provider, older_than=after)
+    except Exception as error:  # noqa: BLE001 - the next sweep tries again
+        report.errors.append(f"refunds: {type(error).__name__}")
+        log.exception("reconciler.refunds_failed")
 
 
 async def _mark(deps: Deps) -> datetime | None:

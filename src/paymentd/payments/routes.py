@@ -12,6 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.deps import idempotency_seed, request_id, require
+from paymentd.disputes import service as disputes
+from paymentd.disputes.schemas import present_dispute
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
 from paymentd.schemas import API_ERRORS, error_responses
@@ -167,8 +169,10 @@ async def get_payment(
 ) -> PaymentDetailOut:
     view = await service.get(principal, payment_id)
     refunds = await request.app.state.refunds.for_payment(view.payment.id)
+    found = await disputes.for_payment(request.app.state.database, view.payment.id)
     return PaymentDetailOut(
         **present(view.payment).model_dump(),
         refunds=[present_refund(r).model_dump(mode="json") for r in refunds],
         events=[present_event(e) for e in view.events],
+        disputes=[present_dispute(d) for d in found],
     )

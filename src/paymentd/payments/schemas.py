@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from paymentd.disputes.schemas import DisputeOut
 from paymentd.schemas import (
     Amount,
     Currency,
@@ -85,6 +86,8 @@ class PaymentOut(BaseModel):
 class PaymentDetailOut(PaymentOut):
     refunds: list[dict[str, Any]]
     events: list[PaymentEventOut]
+    # Added to API.md's object: the payment's disputes (chargebacks), oldest first.
+    disputes: list[DisputeOut] = []
 
 
 class PaymentPage(BaseModel):

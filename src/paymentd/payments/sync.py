@@ -27,6 +27,7 @@ from paymentd.providers.base import (
     ProviderPayment,
     ProviderStatus,
 )
+from paymentd.receipts.email import note_status_move
 
 # Attempt outcomes that mean "Stripe may or may not have acted yet".
 OPEN_OUTCOMES = ("pending", "unknown")
@@ -79,6 +80,7 @@ def move(session: AsyncSession, payment: Payment, target: PaymentStatus, actor: 
     payment.status = transition(PaymentStatus(current), target).value
     payment.updated_at = datetime.now(UTC)
     session.add(status_event(payment, current, payment.status, actor))
+    note_status_move(session, payment, current, payment.status)  # the receipt email, on first success
 
 
 def status_event(payment: Payment, current: str | None, target: str, actor: Actor) -> PaymentEvent:

@@ -16,6 +16,11 @@ move the payment to an intermediate status is only a hint, and paymentd asks Str
 for the PaymentIntent as it is now and applies that. Event timestamps are not used to
 order: Stripe's `created` has one-second resolution, and the API path (whose
 knowledge is not timestamped) moves payments too.
+
+Refund events (REFUND_EVENT_TYPES) are applied through `refunds.service` and dispute
+events (DISPUTE_EVENT_TYPES) through `disputes.service`, each in the transaction that
+marks the row processed; both only ever move their objects forward, so a stale
+snapshot is harmless there and Stripe is not asked again.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from paymentd.db import Database
+from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import repository, sync
 from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
-from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
+from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderRefund, ProviderStatus
+from paymentd.refunds import service as refunds
 from paymentd.webhooks.codec import event_from_json, event_to_json
 from paymentd.webhooks.models import WebhookEvent
 
@@ -41,7 +48,15 @@ if TYPE_CHECKING:
 
 APPLIED = "applied"
 APPLIED_VERIFIED = "applied: verified with Stripe"
-IGNORED_NOT_PAYMENT = "ignored: not a payment_intent event (refunds and disputes are applied from issue 5)"
+IGNORED_NOT_PAYMENT = "ignored: not an event paymentd applies"
+# Refund events carry the refund (a ProviderRefund). `charge.refunded` is not among
+# them: its charge no longer lists the refunds (Stripe API 2022-11-15 on), and every
+# refund it reports also comes as refund.created / refund.updated.
+REFUND_EVENT_TYPES = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+DISPUTE_EVENT_TYPES = frozenset({
+    "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
+})
 IGNORED_UNKNOWN_STATUS = "ignored: status unknown to paymentd"
 IGNORED_NO_PAYMENT = "ignored: no payment with this PaymentIntent"
 
@@ -127,6 +142,17 @@ async def _apply(deps: Deps, event_id: str) -> str:
             return row.outcome or APPLIED
         event = event_from_json(row.payload)
         source = row.source
+        actor = sync.RECONCILER if source == "reconciler" else sync.WEBHOOK
+        if event.type in REFUND_EVENT_TYPES and isinstance(event.object, ProviderRefund):
+            # Raises RefundNotYetKnown while one of the payment's own refund calls is unanswered.
+            outcome = await refunds.apply_refund_event(session, event.object, actor)
+            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)
+            return await _finish(session, row, outcome)
+        if event.type in DISPUTE_EVENT_TYPES:
+            # Raises DisputeNotYetApplicable while the payment is not captured here yet.
+            outcome = await disputes.apply_dispute_event(session, event, actor)
+            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)
+            return await _finish(session, row, outcome)
         if not isinstance(event.object, ProviderPayment) or event.payment_intent_id is None:
             return await _finish(session, row, IGNORED_NOT_PAYMENT)
         payment = await repository.get_by_intent(session, event.payment_intent_id)
@@ -136,7 +162,6 @@ async def _apply(deps: Deps, event_id: str) -> str:
     intent: ProviderPayment = event.object
     if intent.status is ProviderStatus.unknown:
         return await _finish_by_id(deps, event_id, IGNORED_UNKNOWN_STATUS)
-    actor = sync.RECONCILER if source == "reconciler" else sync.WEBHOOK
     verified = False
     # Normally one pass; again only if the payment moved between our look and our lock.
     for _ in range(3):

@@ -73,12 +73,16 @@ def merged_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
     return merged
 
 
-ZERO_DECIMAL = {"jpy", "krw", "vnd", "clp"}
+ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "vnd", "vuv", "xaf", "xof", "xpf"}
+_SYMBOLS = {"usd": "$", "cad": "$", "aud": "$", "nzd": "$", "sgd": "$", "hkd": "$", "mxn": "$", "eur": "€",
+            "gbp": "£", "jpy": "¥", "inr": "₹"}
 
 
-def money(amount: int, currency: str) -> str:
-    """An amount in Stripe's error-message style, e.g. `0.50 usd`."""
-    return f"{amount} {currency}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency}"
+def money(amount: int, currency: str, with_code: bool = True) -> str:
+    """An amount as Stripe's error messages write it: `$0.50 usd`, or `$15.00` without the code."""
+    value = f"{amount:,}" if currency in ZERO_DECIMAL else f"{amount / 100:,.2f}"
+    text = _SYMBOLS.get(currency, "") + value
+    return f"{text} {currency}" if with_code else text
 
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

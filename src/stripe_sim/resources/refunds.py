@@ -50,8 +50,9 @@ def create(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
         raise invalid_request("Invalid positive integer", param="amount", code="parameter_invalid_integer")
     if amount > refundable:
         currency = charge["currency"]
-        raise invalid_request(f"Refund amount ({money(amount, currency)}) is greater than unrefunded amount on "
-                              f"charge ({money(refundable, currency)})", param="amount", code="amount_too_large")
+        raise invalid_request(f"Refund amount ({money(amount, currency, False)}) is greater than unrefunded "
+                              f"amount on charge ({money(refundable, currency, False)})", param="amount",
+                              code="amount_too_large")
     behaviour = store.pm_behaviour[charge["payment_method"]]
     pending = behaviour.outcome == "delayed"
     refund = {
