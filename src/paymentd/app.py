@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymentd import __version__, logs
 from paymentd.config import Settings, get_settings
-from paymentd.db import Database
-from paymentd.errors import InvalidRequest, NotFound, PaymentdError
+from paymentd.db import Database, store_unavailable
+from paymentd.errors import InvalidRequest, NotFound, PaymentdError, TemporarilyUnavailable
 from paymentd.http import EdgeMiddleware
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
@@ -148,6 +148,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        if store_unavailable(error):
+            log.warning("database_unavailable", error_type=type(error).__name__)
+            return _error_response(request, TemporarilyUnavailable("The service is briefly unavailable; retry."))
         log.exception("unhandled_error", error_type=type(error).__name__)
         return _error_response(request, PaymentdError("An unexpected error occurred; nothing was half-written."))
 

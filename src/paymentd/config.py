@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Storage. Unset DATABASE_URL: a private PostgreSQL is started in data_dir.
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "PAYMENTD_DATABASE_URL"))
     data_dir: Path = Path(".paymentd")
-    db_pool_size: int = 20
+    db_pool_size: int = 10
 
     # Stripe. Unset STRIPE_API_KEY: sandbox mode against the embedded stripe_sim.
     stripe_api_key: SecretStr | None = Field(None, validation_alias=_env("STRIPE_API_KEY", "PAYMENTD_STRIPE_API_KEY"))

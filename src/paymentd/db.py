@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -31,7 +33,11 @@ class Database:
         self.url = url
         # No pre-ping: it costs a round trip per checkout; a dead connection fails
         # its transaction instead, which is rolled back and surfaces as a retryable error.
-        self.engine: AsyncEngine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+        # One event loop gains little past ~10 connections; PostgreSQL's 100-connection
+        # default must cover every API process, worker and tool, so stay small.
+        self.engine: AsyncEngine = create_async_engine(
+            async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10
+        )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -45,3 +51,14 @@ class Database:
 
 class Base(DeclarativeBase):
     """Declarative base of every table; Alembic migrations are written by hand against it."""
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """PostgreSQL unreachable, restarting, or out of connections: worth a retry, not a bug."""
+    if isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError, OSError)):
+        return True
+    original = getattr(error, "orig", None) or error.__cause__
+    return isinstance(original, (asyncpg.exceptions.PostgresConnectionError,
+                                 asyncpg.exceptions.TooManyConnectionsError,
+                                 asyncpg.exceptions.CannotConnectNowError,
+                                 asyncpg.exceptions.InterfaceError, OSError))

@@ -14,9 +14,11 @@ of them into a status, headers and body in exactly one way (``envelope()``).
     ├── FraudBlocked                402 fraud_error            code fraud_blocked   + payment_id
     ├── IdempotencyError            422 | 409 idempotency_error  code idempotency_key_reused | idempotency_key_in_use
     ├── RateLimited                 429 rate_limit_error       code rate_limited    + Retry-After header
-    └── ProviderUnavailable         502 | 503 | 504 provider_error
+    ├── ProviderUnavailable         502 | 503 | 504 provider_error
                                     code provider_error | provider_unavailable | provider_timeout
                                     (+ Retry-After header on 503)
+    └── TemporarilyUnavailable      503 api_error              code service_unavailable + Retry-After
+                                    (our own database unreachable or saturated: retry, nothing was done)
 
 Messages, codes, params and extra fields end up in HTTP responses and in logs.
 Callers must never put secrets (API keys, client secrets, webhook secrets) or card
@@ -41,6 +43,7 @@ __all__ = [
     "IdempotencyError",
     "RateLimited",
     "ProviderUnavailable",
+    "TemporarilyUnavailable",
 ]
 
 # Keys of the envelope that every error has; ``extra`` may add fields but never
@@ -304,3 +307,16 @@ class ProviderUnavailable(PaymentdError):
 
     def _code_for(self, status: int) -> str:
         return {502: "provider_error", 503: "provider_unavailable", 504: "provider_timeout"}[status]
+
+
+class TemporarilyUnavailable(PaymentdError):
+    """paymentd's own store is unreachable or out of connections: not a bug, and
+    nothing was done, so the caller retries (with its Idempotency-Key)."""
+
+    default_status = 503
+    allowed_statuses = frozenset({503})
+    type = "api_error"
+    default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import procrastinate
+import psycopg_pool
 from procrastinate import exceptions as procrastinate_exceptions
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from psycopg.conninfo import make_conninfo
@@ -76,6 +77,14 @@ class Backoff(BaseRetryStrategy):
         return RetryDecision(retry_in={"seconds": random.uniform(ceiling / 2, ceiling)})
 
 
+class _LazyPool(psycopg_pool.AsyncConnectionPool):
+    """Opens without waiting for a first connection, so paymentd starts (answering 503,
+    /readyz not ready) while PostgreSQL is down instead of failing to boot."""
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        await super().open(wait=False, timeout=timeout)
+
+
 class Jobs:
     """The procrastinate App of one process (one per `create_app`, so test servers in
     one process each have their own pool on their own loop) and its tasks."""
@@ -88,10 +97,11 @@ class Jobs:
         receipt_interval_s: int = 10,
         retry_base_s: float = 1.0,
         max_attempts: int = 8,
-        pool_size: int = 10,
+        pool_size: int = 4,
     ) -> None:
         connector = procrastinate.PsycopgConnector(
-            conninfo=conninfo(database_url), min_size=1, max_size=pool_size, name="paymentd-jobs"
+            conninfo=conninfo(database_url), min_size=1, max_size=pool_size, name="paymentd-jobs",
+            pool_factory=_LazyPool,
         )
         self.app = procrastinate.App(connector=connector)
         retry = Backoff(max_attempts=max_attempts, base_s=retry_base_s)
