@@ -157,7 +157,18 @@ class IdempotencyMiddleware:
             return
 
         scope["state"]["idempotency_seed"] = claim.seed
-        captured: dict = {"status": None, "headers": [], "body": bytearray()}
+        captured: dict = {"status": None, "headers": [], "body": bytearray(), "finished": False}
+
+        async def finish() -> None:
+            if captured["finished"]:
+                return
+            captured["finished"] = True
+            try:
+                await store.finish(
+                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"])
+                )
+            except Exception:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
+                log.exception("idempotency.finish_failed")
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -165,17 +176,16 @@ class IdempotencyMiddleware:
                 captured["headers"] = list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
+                if not message.get("more_body", False):
+                    # Stored before the caller sees it: a retry sent the instant the
+                    # answer arrives must find it, not "still in flight".
+                    await finish()
             await send(message)
 
         try:
             await self.app(scope, replay_body(body, receive), capture)
         finally:
-            try:
-                await store.finish(
-                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"])
-                )
-            except Exception:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
-                log.exception("idempotency.finish_failed")
+            await finish()  # no answer (the app crashed): the key becomes retryable
 
     @staticmethod
     async def _principal(scope: Scope, database: Database):  # type: ignore[no-untyped-def]

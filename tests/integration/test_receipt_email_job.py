@@ -38,7 +38,7 @@ class _Mailbox:
         self.refused: dict[str, int] = {}
         self.messages: list[EmailMessage] = []
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def] # noqa: N802
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         for rcpt in envelope.rcpt_tos:
             if self.refused.get(rcpt, 0) < self.refuse.get(rcpt, 0):
                 self.refused[rcpt] = self.refused.get(rcpt, 0) + 1

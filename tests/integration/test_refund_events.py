@@ -21,7 +21,15 @@ from paymentd.jobs.reconciler import PAYMENT_EVENT_TYPES, sweep
 from paymentd.refunds.models import Refund
 from paymentd.webhooks.models import WebhookEvent
 from tests.conftest import Hooked, make_key
-from tests.integration.test_webhooks import confirm, event_body, eventually, moves, new_payment, signed, status_of
+from tests.integration.test_webhooks import (
+    confirm,
+    event_body,
+    eventually,
+    moves,
+    new_payment,
+    signed,
+    status_of,
+)
 
 pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
@@ -256,3 +264,26 @@ async def _all_processed(database: Database, intent_id: str, at_least: int) -> l
 async def _tried(database: Database, intent_id: str) -> list[WebhookEvent] | None:
     rows = await refund_rows(database, intent_id)
     return rows if rows and all(r.attempts >= 1 and r.last_error for r in rows) else None
+
+
+async def test_a_late_payment_intent_snapshot_never_undoes_a_refund(hooked: Hooked, api, database) -> None:
+    payment = await paid(api, "10.00", "pm_card_visa")
+    await refund(api, payment["id"])
+    pi = payment["stripe_payment_intent_id"]
+    # Stripe's PaymentIntent still says `succeeded` after a refund: a redelivered snapshot.
+    body = event_body("payment_intent.succeeded", {"id": pi, "object": "payment_intent", "status": "succeeded",
+                                                   "amount": 1000, "amount_received": 1000, "currency": "usd"})
+    async with httpx.AsyncClient(base_url=hooked.server.url) as client:
+        assert (await client.post("/api/webhooks/stripe", content=body,
+                                  headers=signed(body, hooked.secret))).status_code == 200
+    event_id = json.loads(body)["id"]
+
+    async def processed() -> WebhookEvent | None:
+        async with database.transaction() as session:
+            row = await session.get(WebhookEvent, event_id)
+            return row if row and row.processed_at else None
+
+    row = await eventually(processed)
+    assert row.outcome.startswith("ignored: payment is refunded")
+    assert await status_of(database, payment["id"]) == "refunded"
+    assert ("refunded", "succeeded", "webhook") not in await moves(database, payment["id"])

@@ -29,6 +29,9 @@ from paymentd.providers.base import (
 )
 from paymentd.receipts.email import note_status_move
 
+# Statuses only refunds and disputes change (see states.py).
+AFTER_THE_CHARGE = frozenset({PaymentStatus.partially_refunded, PaymentStatus.refunded, PaymentStatus.disputed})
+
 # Attempt outcomes that mean "Stripe may or may not have acted yet".
 OPEN_OUTCOMES = ("pending", "unknown")
 
@@ -54,6 +57,10 @@ def apply_provider_payment(session: AsyncSession, payment: Payment, intent: Prov
         log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
         return False
     target = PaymentStatus(intent.status.value)
+    if current in AFTER_THE_CHARGE:
+        # Stripe keeps a refunded or disputed payment's PaymentIntent at `succeeded`;
+        # from here refunds and disputes move the status, never PaymentIntent reports.
+        return False
     if target != current and not can_move(current, target):
         log.info("payment.move_ignored", payment_id=str(payment.id), current=current.value, reported=target.value)
         return False

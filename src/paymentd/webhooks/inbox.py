@@ -38,7 +38,13 @@ from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import repository, sync
 from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
-from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderRefund, ProviderStatus
+from paymentd.providers.base import (
+    ProviderError,
+    ProviderEvent,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderStatus,
+)
 from paymentd.refunds import service as refunds
 from paymentd.webhooks.codec import event_from_json, event_to_json
 from paymentd.webhooks.models import WebhookEvent
@@ -53,6 +59,8 @@ IGNORED_NOT_PAYMENT = "ignored: not an event paymentd applies"
 # them: its charge no longer lists the refunds (Stripe API 2022-11-15 on), and every
 # refund it reports also comes as refund.created / refund.updated.
 REFUND_EVENT_TYPES = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+# Statuses past the charge that only refund and dispute events move (not a PaymentIntent).
+PAST_THE_CHARGE = frozenset({PaymentStatus.partially_refunded, PaymentStatus.refunded, PaymentStatus.disputed})
 DISPUTE_EVENT_TYPES = frozenset({
     "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
     "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
@@ -159,6 +167,7 @@ async def _apply(deps: Deps, event_id: str) -> str:
         if payment is None:
             raise PaymentNotYetKnown(event.payment_intent_id)
         current, seen = payment.status, payment.updated_at
+        details_known = payment.payment_method_details is not None
     intent: ProviderPayment = event.object
     if intent.status is ProviderStatus.unknown:
         return await _finish_by_id(deps, event_id, IGNORED_UNKNOWN_STATUS)
@@ -169,6 +178,15 @@ async def _apply(deps: Deps, event_id: str) -> str:
             # Possibly stale (see the module docstring): ask Stripe, outside any transaction.
             intent = await deps.provider.retrieve_payment(event.payment_intent_id)
             verified = True
+        elif not verified and _lacks_details(details_known, intent):
+            # Final, but without the method that paid (a receipt needs it): worth one
+            # look at Stripe, not worth a retry; the snapshot is applied either way.
+            try:
+                intent = await deps.provider.retrieve_payment(event.payment_intent_id)
+                verified = True
+            except ProviderError as error:
+                log.info("webhook.details_unavailable", event_id=event_id, error_type=type(error).__name__)
+                details_known = True  # do not ask again in this run
         async with deps.database.transaction() as session:
             row = await session.get(WebhookEvent, event_id, with_for_update=True)
             assert row is not None
@@ -180,10 +198,18 @@ async def _apply(deps: Deps, event_id: str) -> str:
             # since (the API answered meanwhile): look again.
             if (not verified and _needs_truth(payment.status, intent)) or (verified and payment.updated_at != seen):
                 current, seen, verified = payment.status, payment.updated_at, False
+                details_known = payment.payment_method_details is not None
                 intent = event.object
                 continue
             target = intent.status.value
-            if intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
+            if payment.status in PAST_THE_CHARGE:
+                # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
+                # its snapshot says nothing about them; taken as a move, it would undo a
+                # refund (the state machine allows refunded -> succeeded for failed refunds).
+                outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
+            elif intent.status is not ProviderStatus.unknown and (
+                target == payment.status or can_move(payment.status, target)
+            ):
                 sync.apply_provider_payment(session, payment, intent, actor)
                 await sync.settle_open_attempts(session, payment, intent)
                 outcome = APPLIED_VERIFIED if verified else APPLIED
@@ -194,6 +220,14 @@ async def _apply(deps: Deps, event_id: str) -> str:
                      payment_id=str(payment.id))
             return await _finish(session, row, outcome)
     raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
+
+
+def _lacks_details(details_known: bool, intent: ProviderPayment) -> bool:
+    """A charge that went through (3-D Secure, a bank redirect, a debit settling) whose
+    event snapshot does not expand the charge: the payment method's brand/last 4 or bank
+    label would be missing from the receipt. Stripe's PaymentIntent, fetched, has them."""
+    return (not details_known and intent.payment_method_details is None
+            and intent.status in (ProviderStatus.succeeded, ProviderStatus.requires_capture))
 
 
 def _needs_truth(current: str, intent: ProviderPayment) -> bool:
