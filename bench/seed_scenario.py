@@ -43,6 +43,7 @@ from tests.support.cluster import cluster, duplicates_at_stripe, max_per_second 
 
 ADMIN_URL = os.environ.get("PAYMENTD_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TRANSIENT = {409, 429, 502, 503, 504}
+MAX_TRIES = 30
 LATENCY = {"latency_ms": 300, "latency_p99_ms": 1200}
 
 
@@ -62,9 +63,9 @@ async def _drive(url: str, key: str, user_id: str, count: int, out: mp.Queue) ->
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120,
                                  limits=limits) as client:
 
-        async def call(kind: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        async def call(kind: str, method: str, path: str, body: dict | None = None) -> httpx.Response | None:
             idem = str(uuid.uuid4())
-            while True:
+            for _ in range(MAX_TRIES):
                 started = time.perf_counter()
                 try:
                     if method == "GET":
@@ -73,15 +74,17 @@ async def _drive(url: str, key: str, user_id: str, count: int, out: mp.Queue) ->
                         response = await client.post(path, json=body, headers={"Idempotency-Key": idem})
                 except httpx.TransportError:
                     samples.append((kind, (time.perf_counter() - started) * 1000, 0))
+                    await asyncio.sleep(0.5)
                     continue
                 samples.append((kind, (time.perf_counter() - started) * 1000, response.status_code))
                 if response.status_code not in TRANSIENT:
                     return response
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(float(response.headers.get("retry-after", "0.5")))
+            return None  # gave up: counted as a client-visible failure
 
         async def transaction() -> str | None:
             created = await call("create", "POST", "/api/payments/create", {"user_id": user_id, "amount": "10.00"})
-            if created.status_code != 201:
+            if created is None or created.status_code != 201:
                 return None
             payment_id = created.json()["id"]
             await call("confirm", "POST", "/api/payments/confirm",
