@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from paymentd.app import create_app
+from paymentd.app import SANDBOX_KEY, build_provider, create_app
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings
 from paymentd.db import Database
+from paymentd.jobs.deps import Deps
 from tests.support.databases import admin_url, fresh_database
 from tests.support.servers import ThreadedServer
 
@@ -169,3 +170,30 @@ def hooked(database_url: str) -> Iterator[Hooked]:
     httpx.post(f"{sim.url}/v1/webhook_endpoints/{created['id']}", headers=auth, data={"disabled": "true"})
     server.stop()
     sim.stop()
+
+
+@pytest.fixture
+async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `hooked`'s paymentd, with an all-scopes key of a fresh account."""
+    _, key = await make_key(database, f"hooked-{uuid.uuid4().hex[:8]}", list(Scope))
+    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def deps(hooked: Hooked, database: Database) -> AsyncIterator[Deps]:
+    """What background jobs get, wired like `hooked`'s paymentd."""
+    provider = build_provider(hooked.settings)
+    yield Deps(database, provider, hooked.settings)
+    await provider.aclose()
+
+
+@pytest.fixture
+def webhooks_off(hooked: Hooked) -> Iterator[None]:
+    """The simulator stops delivering to `hooked` for one test (the reconciler must catch up)."""
+    url = f"{hooked.sim.url}/v1/webhook_endpoints/{hooked.endpoint_id}"
+    auth = {"Authorization": f"Bearer {SANDBOX_KEY}"}
+    httpx.post(url, headers=auth, data={"disabled": "true"}).raise_for_status()
+    yield
+    httpx.post(url, headers=auth, data={"disabled": "false"}).raise_for_status()

@@ -7,21 +7,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from paymentd.app import SANDBOX_KEY, build_provider
-from paymentd.auth.keys import Scope
+from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
 from paymentd.disputes.models import Dispute
-from paymentd.jobs.deps import Deps
 from paymentd.jobs.reconciler import sweep
 from paymentd.webhooks.models import WebhookEvent
-from tests.conftest import Hooked, make_key
+from tests.conftest import Hooked
 from tests.integration.test_webhooks import (
     confirm,
     event_body,
@@ -34,29 +31,6 @@ from tests.integration.test_webhooks import (
 
 pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
-
-
-@pytest.fixture
-async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    _, key = await make_key(database, f"dispute-{uuid.uuid4().hex[:8]}", list(Scope))
-    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def deps(hooked: Hooked, database: Database) -> AsyncIterator[Deps]:
-    provider = build_provider(hooked.settings)
-    yield Deps(database, provider, hooked.settings)
-    await provider.aclose()
-
-
-@pytest.fixture
-def webhooks_off(hooked: Hooked) -> Iterator[None]:
-    url = f"{hooked.sim.url}/v1/webhook_endpoints/{hooked.endpoint_id}"
-    httpx.post(url, headers=AUTH, data={"disabled": "true"}).raise_for_status()
-    yield
-    httpx.post(url, headers=AUTH, data={"disabled": "false"}).raise_for_status()
 
 
 async def paid(api: httpx.AsyncClient, amount: str = "40.00", method: str = "pm_card_visa") -> dict:

@@ -4,16 +4,14 @@ webhook, and a redirect method (iDEAL) the customer completes on the bank's page
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from paymentd.app import SANDBOX_KEY
-from paymentd.auth.keys import Scope
 from paymentd.db import Database
-from tests.conftest import Hooked, make_key
+from tests.conftest import Hooked
 from tests.integration.test_webhooks import (
     confirm,
     eventually,
@@ -26,14 +24,6 @@ pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 SEPA_OK, SEPA_FAIL = "DE89370400440532013000", "DE62370400440532013001"
 ACH_OK, ACH_FAIL = "000123456789", "000111111113"
-
-
-@pytest.fixture
-async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    _, key = await make_key(database, f"methods-{uuid.uuid4().hex[:8]}", list(Scope))
-    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        yield client
 
 
 @pytest.fixture(autouse=True)

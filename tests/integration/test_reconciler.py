@@ -4,51 +4,23 @@ a crash left in flight, and inbox rows nobody applied; every fix has source reco
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select, text
 
-from paymentd.app import SANDBOX_KEY, build_provider
-from paymentd.auth.keys import Scope
-from paymentd.db import Database
-from paymentd.jobs.deps import Deps
+from paymentd.app import SANDBOX_KEY
 from paymentd.jobs.reconciler import sweep
 from paymentd.payments.models import PaymentAttempt
 from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
 from paymentd.webhooks import inbox
 from paymentd.webhooks.models import WebhookEvent
-from tests.conftest import Hooked, make_key
+from tests.conftest import Hooked
 from tests.integration.test_webhooks import confirm, moves, new_payment, status_of
 
 pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
-
-
-@pytest.fixture
-async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    _, key = await make_key(database, f"recon-{uuid.uuid4().hex[:8]}", list(Scope))
-    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def deps(hooked: Hooked, database: Database) -> AsyncIterator[Deps]:
-    provider = build_provider(hooked.settings)
-    yield Deps(database, provider, hooked.settings)
-    await provider.aclose()
-
-
-@pytest.fixture
-def webhooks_off(hooked: Hooked) -> Iterator[None]:
-    """Stripe stops delivering to paymentd (an outage, a misconfigured endpoint)."""
-    url = f"{hooked.sim.url}/v1/webhook_endpoints/{hooked.endpoint_id}"
-    httpx.post(url, headers=AUTH, data={"disabled": "true"}).raise_for_status()
-    yield
-    httpx.post(url, headers=AUTH, data={"disabled": "false"}).raise_for_status()
 
 
 async def test_webhooks_that_never_arrived_are_found_in_stripes_events(

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import select, text
 
-from paymentd.app import SANDBOX_KEY, build_provider
-from paymentd.auth.keys import Scope
+from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
-from paymentd.jobs.deps import Deps
 from paymentd.jobs.reconciler import PAYMENT_EVENT_TYPES, sweep
 from paymentd.refunds.models import Refund
 from paymentd.webhooks.models import WebhookEvent
-from tests.conftest import Hooked, make_key
+from tests.conftest import Hooked
 from tests.integration.test_webhooks import (
     confirm,
     event_body,
@@ -35,21 +33,6 @@ pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 
 
-@pytest.fixture
-async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    _, key = await make_key(database, f"refev-{uuid.uuid4().hex[:8]}", list(Scope))
-    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-async def deps(hooked: Hooked, database: Database) -> AsyncIterator[Deps]:
-    provider = build_provider(hooked.settings)
-    yield Deps(database, provider, hooked.settings)
-    await provider.aclose()
-
-
 @pytest.fixture(autouse=True)
 def refunds_fail_on_request(hooked: Hooked) -> Iterator[None]:
     """The refundFail card's refunds fail when the test says (/_sim/refunds/{id}/fail), not on a timer."""
@@ -57,14 +40,6 @@ def refunds_fail_on_request(hooked: Hooked) -> Iterator[None]:
     hooked.sim_post("/_sim/config", refund_fail_delay_ms=600_000)
     yield
     hooked.sim_post("/_sim/config", refund_fail_delay_ms=default)
-
-
-@pytest.fixture
-def webhooks_off(hooked: Hooked) -> Iterator[None]:
-    url = f"{hooked.sim.url}/v1/webhook_endpoints/{hooked.endpoint_id}"
-    httpx.post(url, headers=AUTH, data={"disabled": "true"}).raise_for_status()
-    yield
-    httpx.post(url, headers=AUTH, data={"disabled": "false"}).raise_for_status()
 
 
 async def paid(api: httpx.AsyncClient, amount: str = "20.00", method: str = "pm_card_refundFail") -> dict:

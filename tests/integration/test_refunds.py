@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from paymentd.db import Database
 from paymentd.providers.stripe import StripeProvider
 from paymentd.payments.sync import WEBHOOK
 from paymentd.refunds.models import Refund
-from paymentd.refunds.service import apply_refund_event, reconcile_refunds
+from paymentd.refunds.service import apply_refund_event
 from tests.conftest import Merchant, make_key, sim_requests
 
 REFUND_CREATE = "POST /v1/refunds"

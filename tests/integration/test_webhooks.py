@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,12 +15,11 @@ import pytest
 from sqlalchemy import select, text
 
 from paymentd.app import SANDBOX_KEY
-from paymentd.auth.keys import Scope
 from paymentd.db import Database
 from paymentd.payments.models import PaymentEvent
 from paymentd.webhooks.models import WebhookEvent
 from stripe_sim import signature_header
-from tests.conftest import ROTATED_OUT_SECRET, Hooked, make_key
+from tests.conftest import ROTATED_OUT_SECRET, Hooked
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,14 +34,6 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
         await asyncio.sleep(interval)
-
-
-@pytest.fixture
-async def api(hooked: Hooked, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    _, key = await make_key(database, f"hooks-{uuid.uuid4().hex[:8]}", list(Scope))
-    async with httpx.AsyncClient(base_url=hooked.server.url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        yield client
 
 
 @pytest.fixture

@@ -345,6 +345,15 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- provider
 
 
+async def _stripe(call: Awaitable[Any]) -> dict[str, Any]:
+    """Await one SDK call: Stripe's errors become the provider's, its object a plain dict."""
+    try:
+        result = await call
+    except stripe.StripeError as exc:
+        _raise_mapped(exc)
+    return result.to_dict()
+
+
 RequestHook = Callable[[str, str], Awaitable[None]]
 
 
@@ -412,14 +421,13 @@ class StripeProvider:
         idempotency_key: str,
     ) -> str:
         params = _drop_none({"email": email, "name": name, "metadata": dict(metadata)})
-        try:
-            customer = await self._client.v1.customers.create_async(
+        customer = await _stripe(
+            self._client.v1.customers.create_async(
                 params=params,  # type: ignore[arg-type]
                 options=_options(idempotency_key),  # type: ignore[arg-type]
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return str(customer.id)
+        )
+        return str(customer["id"])
 
     # -- payments
 
@@ -451,14 +459,14 @@ class StripeProvider:
                 "expand": _PI_EXPAND,
             }
         )
-        try:
-            pi = await self._client.v1.payment_intents.create_async(
-                params=params,  # type: ignore[arg-type]
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_provider_payment(
+            await _stripe(
+                self._client.v1.payment_intents.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_payment(pi.to_dict())
+        )
 
     async def confirm_payment(
         self,
@@ -472,52 +480,52 @@ class StripeProvider:
         params = _drop_none(
             {"payment_method": payment_method, "return_url": return_url, "expand": _PI_EXPAND}
         )
-        try:
-            pi = await self._client.v1.payment_intents.confirm_async(
-                payment_id,
-                params=params,  # type: ignore[arg-type]
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_provider_payment(
+            await _stripe(
+                self._client.v1.payment_intents.confirm_async(
+                    payment_id,
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_payment(pi.to_dict())
+        )
 
     async def capture_payment(
         self, payment_id: str, *, amount: int | None, idempotency_key: str
     ) -> ProviderPayment:
         params = _drop_none({"amount_to_capture": amount, "expand": _PI_EXPAND})
-        try:
-            pi = await self._client.v1.payment_intents.capture_async(
-                payment_id,
-                params=params,  # type: ignore[arg-type]
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_provider_payment(
+            await _stripe(
+                self._client.v1.payment_intents.capture_async(
+                    payment_id,
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_payment(pi.to_dict())
+        )
 
     async def cancel_payment(
         self, payment_id: str, *, reason: str | None, idempotency_key: str
     ) -> ProviderPayment:
         params = _drop_none({"cancellation_reason": reason, "expand": _PI_EXPAND})
-        try:
-            pi = await self._client.v1.payment_intents.cancel_async(
-                payment_id,
-                params=params,  # type: ignore[arg-type]
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_provider_payment(
+            await _stripe(
+                self._client.v1.payment_intents.cancel_async(
+                    payment_id,
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_payment(pi.to_dict())
+        )
 
     async def retrieve_payment(self, payment_id: str) -> ProviderPayment:
-        try:
-            pi = await self._client.v1.payment_intents.retrieve_async(
-                payment_id, params={"expand": _PI_EXPAND}
+        return to_provider_payment(
+            await _stripe(
+                self._client.v1.payment_intents.retrieve_async(
+                    payment_id, params={"expand": _PI_EXPAND}
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_payment(pi.to_dict())
+        )
 
     # -- refunds
 
@@ -538,55 +546,47 @@ class StripeProvider:
                 "metadata": dict(metadata),
             }
         )
-        try:
-            refund = await self._client.v1.refunds.create_async(
-                params=params,  # type: ignore[arg-type]
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_provider_refund(
+            await _stripe(
+                self._client.v1.refunds.create_async(
+                    params=params,  # type: ignore[arg-type]
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_refund(refund.to_dict())
+        )
 
     async def retrieve_refund(self, refund_id: str) -> ProviderRefund:
-        try:
-            refund = await self._client.v1.refunds.retrieve_async(refund_id)
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_provider_refund(refund.to_dict())
+        return to_provider_refund(await _stripe(self._client.v1.refunds.retrieve_async(refund_id)))
 
     # -- payment methods
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodInfo:
-        try:
-            pm = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_payment_method_info(pm.to_dict())
+        return to_payment_method_info(await _stripe(self._client.v1.payment_methods.retrieve_async(payment_method_id)))
 
     async def attach_payment_method(
         self, payment_method_id: str, *, customer: str, idempotency_key: str
     ) -> PaymentMethodInfo:
-        try:
-            pm = await self._client.v1.payment_methods.attach_async(
-                payment_method_id,
-                params={"customer": customer},
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_payment_method_info(
+            await _stripe(
+                self._client.v1.payment_methods.attach_async(
+                    payment_method_id,
+                    params={"customer": customer},
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_payment_method_info(pm.to_dict())
+        )
 
     async def detach_payment_method(
         self, payment_method_id: str, *, idempotency_key: str
     ) -> PaymentMethodInfo:
-        try:
-            pm = await self._client.v1.payment_methods.detach_async(
-                payment_method_id,
-                options=_options(idempotency_key),  # type: ignore[arg-type]
+        return to_payment_method_info(
+            await _stripe(
+                self._client.v1.payment_methods.detach_async(
+                    payment_method_id,
+                    options=_options(idempotency_key),  # type: ignore[arg-type]
+                )
             )
-        except stripe.StripeError as exc:
-            _raise_mapped(exc)
-        return to_payment_method_info(pm.to_dict())
+        )
 
     async def list_payment_methods(self, customer: str) -> list[PaymentMethodInfo]:
         found: list[PaymentMethodInfo] = []
