@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymentd import __version__, logs
 from paymentd.config import Settings, get_settings
+from paymentd.auth.cache import Authenticator
 from paymentd.db import Database, store_unavailable
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError, TemporarilyUnavailable
 from paymentd.http import EdgeMiddleware
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.database = database
+        app.state.authenticator = Authenticator(database, ttl_s=settings.auth_cache_s)
         # The lease outlives the longest request (Prefer: wait is capped by max_wait_s);
         # past it, a request whose process died may be run again under the same seed.
         app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 5))

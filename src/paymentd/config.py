@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "PAYMENTD_REDIS_URL"))
     redis_key_prefix: str = "paymentd"  # one per deployment sharing a Redis
     # How long a Stripe call may queue for the limiter. Requests stop waiting at their
-    # budget (202); the call itself keeps its place in the queue this long.
-    stripe_queue_wait_s: float = 30.0
+    # budget (202); the call itself keeps its place in the queue this long. A burst of
+    # 1,000 payments is ~2,000 calls, 20+ s at 100/s: the queue must outlast it.
+    stripe_queue_wait_s: float = 120.0
     # Circuit breaker: open after this many consecutive transient failures, probe after reset_s.
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0
@@ -73,6 +74,9 @@ class Settings(BaseSettings):
     reconcile_after_s: int = 60
     reconcile_interval_s: int = 30
     idempotency_ttl_hours: int = 24
+
+    # A checked API key is trusted this long in each process: revocation takes effect within it.
+    auth_cache_s: float = 1.0
 
     # HTTP.
     host: str = "127.0.0.1"

@@ -15,7 +15,6 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.config import Settings
@@ -54,15 +53,13 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def principal(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-        database: Database = Depends(get_database),
     ) -> Principal:
         if credentials is None:
             raise AuthenticationFailed("No API key: send `Authorization: Bearer <api key>`.", code="api_key_missing")
         # The idempotency layer may have authenticated this request already.
         found = request.scope["state"].get("principal")
         if found is None:
-            async with database.transaction() as session:
-                found = await auth_service.authenticate(session, credentials.credentials)
+            found = await request.app.state.authenticator(credentials.credentials)
         if found is None:
             raise AuthenticationFailed("The API key is invalid or revoked.", code="api_key_invalid")
         if not found.allows(scope):

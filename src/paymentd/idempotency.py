@@ -18,7 +18,6 @@ from datetime import timedelta
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paymentd.auth import service as auth_service
 from paymentd.db import Database
 from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError
 from paymentd.http import replay_body, send_error
@@ -139,7 +138,7 @@ class IdempotencyMiddleware:
                     code="idempotency_key_invalid",
                     param="Idempotency-Key",
                 )
-            principal = await self._principal(scope, store.database)
+            principal = await self._principal(scope)
             if principal is None:  # the route answers 401 itself
                 await self.app(scope, receive, send)
                 return
@@ -188,14 +187,13 @@ class IdempotencyMiddleware:
             await finish()  # no answer (the app crashed): the key becomes retryable
 
     @staticmethod
-    async def _principal(scope: Scope, database: Database):  # type: ignore[no-untyped-def]
+    async def _principal(scope: Scope):  # type: ignore[no-untyped-def]
         authorization = _header(scope, b"authorization") or ""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        async with database.transaction() as session:
-            principal = await auth_service.authenticate(session, token.strip())
-        # The route's auth dependency reuses it rather than querying again.
+        principal = await scope["app"].state.authenticator(token.strip())
+        # The route's auth dependency reuses it rather than asking again.
         scope["state"]["principal"] = principal
         return principal
 
