@@ -15,7 +15,7 @@ answers with the same Idempotency-Key as a careful client would. It reports:
 Baseline measured in the same run: the same create + confirm made straight to the
 simulator, one at a time, i.e. the Stripe latency paymentd answers ahead of.
 
-    .venv/bin/python bench/seed_scenario.py [--transactions 1000] [--servers 2]
+    .venv/bin/python bench/seed_scenario.py [--transactions 1000] [--servers 2] [--rate 45]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import shlex
-import statistics
 import sys
 import time
 import uuid
@@ -57,7 +56,7 @@ def percentile(values: list[float], q: float) -> float:
 # ----------------------------------------------------------------- load generator (own process)
 
 
-async def _drive(url: str, key: str, user_id: str, count: int, out: mp.Queue) -> None:
+async def _drive(url: str, key: str, user_id: str, count: int, rate: float, out: mp.Queue) -> None:
     samples: list[tuple[str, float, int]] = []
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120,
@@ -92,13 +91,20 @@ async def _drive(url: str, key: str, user_id: str, count: int, out: mp.Queue) ->
             await call("get", "GET", f"/api/payments/{payment_id}")
             return payment_id
 
-        ids = await asyncio.gather(*[transaction() for _ in range(count)])
+        async def paced(i: int) -> str | None:
+            # Open loop: transaction i starts at i / rate whatever the others do;
+            # rate 0 starts them all at once (the burst the seed scenario describes).
+            if rate:
+                await asyncio.sleep(i / rate)
+            return await transaction()
+
+        ids = await asyncio.gather(*[paced(i) for i in range(count)])
     out.put((samples, [i for i in ids if i]))
 
 
-def _generator(url: str, key: str, user_id: str, count: int, out: mp.Queue, start_at: float) -> None:
+def _generator(url: str, key: str, user_id: str, count: int, rate: float, out: mp.Queue, start_at: float) -> None:
     time.sleep(max(0.0, start_at - time.time()))
-    asyncio.run(_drive(url, key, user_id, count, out))
+    asyncio.run(_drive(url, key, user_id, count, rate, out))
 
 
 # ----------------------------------------------------------------- baseline: straight to "Stripe"
@@ -128,6 +134,8 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="paymentd processes sharing Redis")
     parser.add_argument("--generators", type=int, default=4, help="load-generator processes")
     parser.add_argument("--rps", type=int, default=100, help="Stripe's limit")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="transactions started per second (open loop); 0 starts all at once")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     command = shlex.join([Path(sys.executable).name, *sys.argv])
@@ -151,7 +159,8 @@ def main() -> None:
             start_at = time.time() + 3  # every generator starts its share at the same instant
             procs = [
                 mp.get_context("spawn").Process(
-                    target=_generator, args=(c.urls[i % len(c.urls)], c.key, user["id"], share, queue, start_at))
+                    target=_generator,
+                    args=(c.urls[i % len(c.urls)], c.key, user["id"], share, args.rate / args.generators, queue, start_at))
                 for i in range(args.generators)
             ]
             for p in procs:
@@ -169,7 +178,8 @@ def main() -> None:
 
     api = [r for r in log if r["path"].startswith("/v1/")]
     report = _report(args, command, samples, ids, settled_at, api, log, base)
-    out = args.out or ROOT / "bench" / "results" / f"seed-scenario-{dt.date.today().isoformat()}.md"
+    mode = "burst" if not args.rate else f"rate{args.rate:g}"
+    out = args.out or ROOT / "bench" / "results" / f"seed-scenario-{mode}-{dt.date.today().isoformat()}.md"
     out.write_text(report)
     print(report)
 
@@ -212,6 +222,7 @@ def _report(args, command, samples, ids, settled, api, log, base) -> str:  # typ
         f"- Command: `{command}`",
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']};"
         " shared by the simulator, PostgreSQL, Redis, both paymentd processes and the load generators",
+        f"- Arrival: {'all ' + str(args.transactions) + ' at once' if not args.rate else f'{args.rate:g} transactions/s, open loop'}",
         f"- Set-up: {args.servers} paymentd processes sharing Redis, {args.generators} load-generator processes;"
         f" simulator latency lognormal median 300 ms, p99 1.2 s; Stripe limit {args.rps}/s (enforced by the"
         " simulator too); default response budget 400 ms",

@@ -299,13 +299,22 @@ async def test_5xx_without_retries_left_is_unavailable(simulator, control):
     assert info.value.http_status == 503
 
 
-async def test_rate_limited_is_not_retried_by_the_sdk(provider, control):
-    inject_fault(control, "rate_limit", count=1)
+async def test_stripes_429_is_retried_with_backoff_and_the_same_key(provider, control):
+    """The SDK leaves a plain 429 alone; paymentd's transport retries it."""
+    inject_fault(control, "rate_limit", count=2)
+    create_key = key("create")
+    created = await new_payment(provider, idempotency_key=create_key)
+    assert created.status is ProviderStatus.requires_payment_method
+    assert [r["status"] for r in requests_with_key(control, create_key)] == [429, 429, 200]
+
+
+async def test_429_past_the_retries_is_rate_limited(provider, control):
+    inject_fault(control, "rate_limit", count=10)
     create_key = key("create")
     with pytest.raises(ProviderUnavailable) as info:
         await new_payment(provider, idempotency_key=create_key)
     assert info.value.kind == "rate_limited"
-    assert len(requests_with_key(control, create_key)) == 1
+    assert len(requests_with_key(control, create_key)) == 4  # the first try and three retries
 
 
 async def test_timeout_is_unavailable_timeout(simulator, control):

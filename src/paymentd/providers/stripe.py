@@ -6,7 +6,9 @@ neutral types of `providers.base` with plain-dict functions, maps SDK errors, an
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -358,22 +360,41 @@ RequestHook = Callable[[str, str], Awaitable[None]]
 
 
 class _HookedHTTPXClient(stripe.HTTPXClient):
-    """The SDK's HTTP client, calling `hook(method, url)` before every request it
-    sends (its retries and list pages included), so a rate limiter counts each one."""
+    """The SDK's HTTP client, with two additions at the one place every request passes:
+
+    - `hook(method, url)` before each request sent (the SDK's retries and list pages
+      included), so the outbound rate limiter counts each one;
+    - Stripe's 429s are retried with exponential backoff and jitter, same request and
+      same Idempotency-Key. The SDK retries a 429 only when Stripe adds
+      `Stripe-Should-Retry: true`; a plain rate-limit answer is just as safe to repeat.
+    """
+
+    RATE_LIMIT_RETRIES = 3
+    RATE_LIMIT_BASE_S = 0.5
 
     def __init__(self, *, timeout: float) -> None:
         super().__init__(timeout=timeout)
         self.hook: RequestHook | None = None
 
     async def request_async(self, method, url, headers, post_data=None):  # type: ignore[no-untyped-def]
-        if self.hook is not None:
-            await self.hook(method, url)
-        return await super().request_async(method, url, headers, post_data)
+        for attempt in range(self.RATE_LIMIT_RETRIES + 1):
+            if self.hook is not None:
+                await self.hook(method, url)
+            content, status, response_headers = await super().request_async(method, url, headers, post_data)
+            if status != 429 or attempt == self.RATE_LIMIT_RETRIES or _retry_advice(response_headers):
+                return content, status, response_headers
+            await asyncio.sleep(self.RATE_LIMIT_BASE_S * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     async def request_stream_async(self, method, url, headers, post_data=None):  # type: ignore[no-untyped-def]
         if self.hook is not None:
             await self.hook(method, url)
         return await super().request_stream_async(method, url, headers, post_data)
+
+
+def _retry_advice(headers) -> bool:  # type: ignore[no-untyped-def]
+    """Stripe said whether to retry: the SDK follows that advice itself."""
+    return "stripe-should-retry" in (headers or {})
 
 
 class StripeProvider:
