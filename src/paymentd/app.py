@@ -19,9 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from paymentd import __version__, logs
 from paymentd.config import Settings, get_settings
 from paymentd.auth.cache import Authenticator
-from paymentd.db import Database, store_unavailable
-from paymentd.errors import InvalidRequest, NotFound, PaymentdError, TemporarilyUnavailable
-from paymentd.http import EdgeMiddleware
+from paymentd.db import Database
+from paymentd.errors import InvalidRequest, NotFound, PaymentdError
+from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
 from paymentd.jobs.queue import Jobs, supervise_worker
@@ -33,6 +33,7 @@ from paymentd.providers.guard import build_guarded_provider
 from paymentd.providers.stripe import StripeProvider
 from paymentd.receipts.routes import router as receipts_router
 from paymentd.refunds.routes import router as refunds_router
+from paymentd.reports.routes import router as reports_router
 from paymentd.refunds.service import RefundService
 from paymentd.users.payment_methods_routes import router as payment_methods_router
 from paymentd.users.routes import router as users_router
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(payments_router)
     app.include_router(refunds_router)
     app.include_router(receipts_router)
+    app.include_router(reports_router)
     app.include_router(payment_methods_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
@@ -150,11 +152,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        if store_unavailable(error):
-            log.warning("database_unavailable", error_type=type(error).__name__)
-            return _error_response(request, TemporarilyUnavailable("The service is briefly unavailable; retry."))
-        log.exception("unhandled_error", error_type=type(error).__name__)
-        return _error_response(request, PaymentdError("An unexpected error occurred; nothing was half-written."))
+        # A backstop: EdgeMiddleware answers these first, with the request id header.
+        return _error_response(request, unexpected_error(error))
 
 
 def _install_operations(app: FastAPI, settings: Settings) -> None:

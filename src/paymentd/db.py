@@ -35,8 +35,10 @@ class Database:
         # its transaction instead, which is rolled back and surfaces as a retryable error.
         # One event loop gains little past ~10 connections; PostgreSQL's 100-connection
         # default must cover every API process, worker and tool, so stay small.
+        # hide_parameters: a failed statement's error text never carries client secrets,
+        # emails or metadata into logs or stored error fields.
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10
+            async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10, hide_parameters=True
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

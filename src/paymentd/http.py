@@ -20,7 +20,8 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymentd.card_data import contains_card_number, find_card_number
-from paymentd.errors import InvalidRequest, PaymentdError
+from paymentd.db import store_unavailable
+from paymentd.errors import InvalidRequest, PaymentdError, TemporarilyUnavailable
 from paymentd.logs import log
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
@@ -87,6 +88,7 @@ class EdgeMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status_holder["started"] = True
                 status_holder["status"] = message["status"]
                 message["headers"] = [
                     *[h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"],
@@ -106,7 +108,14 @@ class EdgeMiddleware:
             status_holder["status"] = error.status
             await send_error(send, error, request_id)
         else:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as error:  # noqa: BLE001 - every failure answers in the envelope
+                if status_holder.get("started"):
+                    raise  # too late for another answer; the server closes the connection
+                answer = unexpected_error(error)
+                status_holder["status"] = answer.status
+                await send_error(send, answer, request_id)
         finally:
             log.info(
                 "request",
@@ -153,6 +162,16 @@ class EdgeMiddleware:
                 code="card_data_not_allowed",
                 param=path,
             )
+
+
+def unexpected_error(error: Exception) -> PaymentdError:
+    """An exception no handler turned into an answer: our database in trouble is a
+    retryable 503; anything else is a bug, a 500, logged with its traceback."""
+    if store_unavailable(error):
+        log.warning("database_unavailable", error_type=type(error).__name__)
+        return TemporarilyUnavailable("The service is briefly unavailable; retry.")
+    log.error("unhandled_error", error_type=type(error).__name__, exc_info=error)
+    return PaymentdError("An unexpected error occurred; nothing was half-written.")
 
 
 def _refuse_nul(value: Any, path: str) -> None:

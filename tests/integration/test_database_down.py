@@ -21,6 +21,7 @@ def test_requests_get_503_when_the_database_is_down(settings: Settings) -> None:
         error = response.json()["error"]
         assert (error["type"], error["code"]) == ("api_error", "service_unavailable")
         assert response.headers["retry-after"] == "1"
+        assert response.headers["x-request-id"] == error["request_id"]
 
         ready = httpx.get(f"{server.url}/readyz")
         assert ready.status_code == 503

@@ -113,3 +113,21 @@ async def test_slow_capture_and_cancel(merchant: Merchant, sim_config) -> None: 
 
     await settled(merchant, to_capture["id"], "succeeded")
     await settled(merchant, to_cancel["id"], "canceled")
+
+
+async def test_refusal_after_202_frees_the_payment(merchant: Merchant, sim_config) -> None:  # type: ignore[no-untyped-def]
+    """Stripe refuses the confirm after we answered 202: the payment does not stay
+    `processing`; it says why and can be confirmed again."""
+    payment = await new_payment(merchant)
+    sim_config(latency_by_operation={CONFIRM: {"latency_ms": 1500}})
+    response = await merchant.client.post(
+        "/api/payments/confirm", json={"payment_id": payment["id"], "payment_method": "pm_doesNotExist"}
+    )
+    assert response.status_code == 202 and response.json()["status"] == "processing"
+    done = await settled(merchant, payment["id"], "requires_payment_method")
+    assert done["last_payment_error"]["type"] == "invalid_request_error"
+    sim_config(latency_by_operation={})
+    again = await merchant.client.post(
+        "/api/payments/confirm", json={"payment_id": payment["id"], "payment_method": "pm_card_visa"}
+    )
+    assert again.status_code == 200 and again.json()["status"] == "succeeded"

@@ -94,11 +94,13 @@ async def refresh_stale_payments(deps: Deps, cutoff: datetime, report: SweepRepo
     query = text(
         """
         SELECT p.id FROM payments p
-        WHERE p.stripe_payment_intent_id IS NOT NULL AND (
-            (p.status IN ('processing', 'requires_action') AND p.updated_at < :cutoff)
-            OR EXISTS (SELECT 1 FROM payment_attempts a
-                       WHERE a.payment_id = p.id AND a.outcome IN ('pending', 'unknown')
-                         AND a.created_at < :cutoff))
+        WHERE (p.stripe_payment_intent_id IS NOT NULL
+               AND p.status IN ('processing', 'requires_action') AND p.updated_at < :cutoff)
+           -- An open attempt without a PaymentIntent: its process died before Stripe
+           -- made one, so nothing was sent; sync.refresh abandons it.
+           OR EXISTS (SELECT 1 FROM payment_attempts a
+                      WHERE a.payment_id = p.id AND a.outcome IN ('pending', 'unknown')
+                        AND a.created_at < :cutoff)
         ORDER BY p.updated_at
         LIMIT :limit
         """

@@ -198,7 +198,11 @@ class PaymentService:
         if payment.stripe_payment_intent_id:
             return payment.stripe_payment_intent_id
         async with self.database.transaction() as session:
+            # Fresh: the create's own background task may have stored it meanwhile.
+            payment = await repository.get_by_id(session, payment.id)
             user = await session.get(User, payment.user_id)
+        if payment.stripe_payment_intent_id:
+            return payment.stripe_payment_intent_id
         try:
             intent = await self._create_intent(payment, user.provider_customer_id)
         except provider_types.ProviderInvalidRequest as error:
@@ -219,7 +223,9 @@ class PaymentService:
             number, method = await self._open_attempt(session, payment, data, seed)
         task = self.background.spawn(self._confirm_and_record(payment, number, method, data.return_url, actor))
         remaining = wait_s - (asyncio.get_running_loop().time() - started)
-        return await self._answer(task, payment.id, remaining, actor, pending_status=PaymentStatus.processing)
+        return await self._answer(
+            task, payment.id, remaining, actor, pending_status=PaymentStatus.processing, attempt=number
+        )
 
     async def _open_attempt(
         self, session: AsyncSession, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None
@@ -238,7 +244,10 @@ class PaymentService:
         # A method saved for another user is not this payment's to use (404, before Stripe).
         await payment_methods.check_usable(session, payment.user_id, method)
         payment.attempt_count += 1
-        payment.payment_method = method
+        if payment.stripe_payment_intent_id is not None:
+            # Until the PaymentIntent exists the row keeps the method it was created
+            # with: a re-sent create must carry exactly the original parameters.
+            payment.payment_method = method
         session.add(PaymentAttempt(payment_id=payment.id, number=payment.attempt_count, payment_method=method,
                                    request_seed=seed))
         return payment.attempt_count, method
@@ -251,7 +260,7 @@ class PaymentService:
         try:
             intent_id = await self._ensure_intent(payment)
         except provider_types.ProviderError as error:
-            await self._abandon_attempt(payment_id, number, error, actor)
+            await self._end_attempt(payment_id, number, "abandoned", error, actor)
             raise translate(error) from error
         try:
             intent = await self.provider.confirm_payment(
@@ -268,10 +277,12 @@ class PaymentService:
                 decline_code=declined.decline_code,
                 payment_id=str(payment_id),
             ) from declined
+        except provider_types.ProviderUnavailable as error:
+            # Stripe may have acted: `unknown` leaves it to the reconciler.
+            await self._finish_attempt(payment_id, number, "unknown", error)
+            raise translate(error) from error
         except provider_types.ProviderError as error:
-            # Unavailable: Stripe may have acted; `unknown` leaves it to the reconciler.
-            outcome = "unknown" if isinstance(error, provider_types.ProviderUnavailable) else "failed"
-            await self._finish_attempt(payment_id, number, outcome, error)
+            await self._end_attempt(payment_id, number, "failed", error, actor)
             raise translate(error) from error
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
@@ -304,22 +315,23 @@ class PaymentService:
             attempt.finished_at = datetime.now(UTC)
         log.info("payment.declined", payment_id=str(payment_id), decline_code=declined.decline_code, attempt=number)
 
-    async def _abandon_attempt(
-        self, payment_id: uuid.UUID, number: int, error: provider_types.ProviderError, actor: Actor
+    async def _end_attempt(
+        self, payment_id: uuid.UUID, number: int, outcome: str, error: provider_types.ProviderError, actor: Actor
     ) -> None:
-        """The confirm was never sent (no PaymentIntent could be had): the attempt is
-        over, and a payment we had shown as processing may be confirmed again."""
+        """The attempt is over without a charge: the confirm was refused (`failed`) or
+        never sent (`abandoned`, no PaymentIntent could be had). A payment we had
+        shown as processing says why and may be confirmed again."""
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
             attempt = await repository.attempt(session, payment_id, number)
-            attempt.outcome = "abandoned"
+            attempt.outcome = outcome
             attempt.error_code = error.code
             attempt.error_message = error.message
             attempt.finished_at = datetime.now(UTC)
             if payment.status == PaymentStatus.processing:
-                payment.last_payment_error = {"type": "api_error", "code": "processor_unavailable",
-                                              "decline_code": None, "message": error.message,
-                                              "payment_method": payment.payment_method}
+                payment.last_payment_error = {"type": "invalid_request_error" if outcome == "failed" else "api_error",
+                                              "code": error.code or "processor_unavailable", "decline_code": None,
+                                              "message": error.message, "payment_method": payment.payment_method}
                 sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
 
     async def _finish_attempt(
@@ -388,6 +400,7 @@ class PaymentService:
         actor: Actor,
         *,
         pending_status: PaymentStatus | None,
+        attempt: int | None = None,
     ) -> Outcome:
         """The finished result within the budget; else 202 with the payment as it
         stands (moved to `processing` where that says what is happening)."""
@@ -397,6 +410,11 @@ class PaymentService:
             payment = await repository.get_by_id(session, payment_id, lock=True)
             if task.done():  # finished while we took the lock
                 return Outcome(self._result(task))
+            if attempt is not None and (await repository.attempt(session, payment_id, attempt)).outcome not in (
+                sync.OPEN_OUTCOMES
+            ):
+                # The outcome is already recorded (a decline, say); the task is only returning it.
+                return Outcome(await task)
             if pending_status and can_move(PaymentStatus(payment.status), pending_status):
                 sync.move(session, payment, pending_status, actor)
         log.info("payment.accepted", payment_id=str(payment_id), status=payment.status)
