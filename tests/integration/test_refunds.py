@@ -262,3 +262,15 @@ async def test_a_refund_that_fails_later_gives_the_amount_back(merchant: Merchan
     # The 8.00 is refundable again: all 20.00 can go now.
     again = await refund(merchant, payment["id"])
     assert again.status_code == 201 and again.json()["amount"] == "20.00"
+
+
+async def test_stripe_failing_answers_202_and_keeps_the_amount_reserved(merchant: Merchant, sim) -> None:  # type: ignore[no-untyped-def]
+    """Stripe 5xx past the SDK's retries: Stripe may have refunded, so the caller is told
+    `202 pending`, not an error that a key-less retry would turn into a second refund."""
+    payment = await paid(merchant, amount="10.00")
+    httpx.post(f"{sim.url}/_sim/faults", json={"kind": "api_error", "count": 3, "operation": "POST /v1/refunds"})
+    first = await refund(merchant, payment["id"], amount="10.00")
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "pending"
+    again = await refund(merchant, payment["id"], amount="10.00")  # the careless retry, no key
+    assert again.status_code == 409 and again.json()["error"]["code"] == "amount_exceeds_refundable"

@@ -62,6 +62,10 @@ class RefundOutcome:
     accepted: bool = False
 
 
+# Our own guards refused before sending: Stripe never saw these, so nothing can happen later.
+NOTHING_SENT = frozenset({"outbound_rate_limited", "circuit_open"})
+
+
 def refund_key(refund: Refund) -> str:
     """Stripe idempotency key: from the payment and refund ids only."""
     return stripe_key(refund.payment_id, "refund", refund.id)
@@ -93,7 +97,9 @@ class RefundService:
         task = self.background.spawn(self._send(refund, intent_id, actor))
         remaining = wait_s - (asyncio.get_running_loop().time() - started)
         if await self.background.within(task, remaining):
-            return RefundOutcome(_result(task))
+            sent = _result(task)
+            # Still pending without Stripe's id: Stripe did not answer; it will be settled.
+            return RefundOutcome(sent, accepted=sent.status == PENDING and sent.provider_refund_id is None)
         log.info("refund.accepted", refund_id=str(refund.id), payment_id=str(refund.payment_id))
         return RefundOutcome(refund, accepted=True)
 
@@ -109,18 +115,18 @@ class RefundService:
                 idempotency_key=refund_key(refund),
             )
         except provider_types.ProviderUnavailable as error:
-            # Stripe may have acted: the row stays pending (amount reserved) and the
-            # reconciler re-sends the same keyed create (`reconcile_refunds`).
+            if error.code not in NOTHING_SENT:
+                # Stripe may have acted: the row stays pending (amount reserved), the
+                # reconciler re-sends the same keyed create, and the caller is told it is
+                # accepted (202), not failed: a "failed" refund retried without a key
+                # would be refunded twice.
+                log.info("refund.pending_at_processor", refund_id=str(refund.id), kind=error.kind)
+                return refund
+            await self._release(refund, error)
             raise translate(error) from error
         except provider_types.ProviderError as error:
             # Stripe refused it outright: nothing was refunded, the reservation ends.
-            async with self.database.transaction() as session:
-                await payments_repository.get_by_id(session, refund.payment_id, lock=True)
-                row = await session.get(Refund, refund.id, populate_existing=True)
-                if row.status == PENDING and row.provider_refund_id is None:
-                    row.status = FAILED
-                    row.failure_reason = error.code or "processor_refused"
-                    row.updated_at = datetime.now(UTC)
+            await self._release(refund, error)
             log.info("refund.refused", refund_id=str(refund.id), code=error.code)
             raise _refusal(error) from error
         async with self.database.transaction() as session:
@@ -128,6 +134,16 @@ class RefundService:
             await apply_provider_refund(session, row, answer, actor)
         log.info("refund.sent", refund_id=str(refund.id), status=row.status)
         return row
+
+    async def _release(self, refund: Refund, error: provider_types.ProviderError) -> None:
+        """Nothing reached Stripe, or Stripe refused: the reserved amount is refundable again."""
+        async with self.database.transaction() as session:
+            await payments_repository.get_by_id(session, refund.payment_id, lock=True)
+            row = await session.get(Refund, refund.id, populate_existing=True)
+            if row.status == PENDING and row.provider_refund_id is None:
+                row.status = FAILED
+                row.failure_reason = error.code or "processor_refused"
+                row.updated_at = datetime.now(UTC)
 
     async def for_payment(self, payment_id: uuid.UUID) -> Sequence[Refund]:
         """A payment's refunds, oldest first (the caller has checked the account)."""
