@@ -86,7 +86,9 @@ async def _direct_pair(client: httpx.AsyncClient) -> list[Sample]:
         data={"payment_method": "pm_card_visa", "expand[0]": "latest_charge"},
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
-    ok = r.status_code == 200 and r.json().get("status") == "succeeded"
+    # 202 `processing` is a valid answer too (the budget ran out before Stripe's did):
+    # its latency counts, bounded by the budget, which is exactly what the client sees.
+    ok = (r.status_code, r.json().get("status")) in ((200, "succeeded"), (202, "processing"))
     samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
     return samples
 
@@ -103,7 +105,9 @@ async def _paymentd_pair(client: httpx.AsyncClient, user_id: str) -> list[Sample
     r = await client.post(
         "/api/payments/confirm", json={"payment_id": r.json()["id"], "payment_method": "pm_card_visa"}
     )
-    ok = r.status_code == 200 and r.json().get("status") == "succeeded"
+    # 202 `processing` is a valid answer too (the budget ran out before Stripe's did):
+    # its latency counts, bounded by the budget, which is exactly what the client sees.
+    ok = (r.status_code, r.json().get("status")) in ((200, "succeeded"), (202, "processing"))
     samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
     return samples
 
