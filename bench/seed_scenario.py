@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="transactions started per second (open loop); 0 starts all at once")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
     args = parser.parse_args()
     command = shlex.join([Path(sys.executable).name, *sys.argv])
 
@@ -173,8 +174,11 @@ def main() -> None:
             settled_at = _wait_settled(database_url, ids, start_at)
             log = c.sim_log()
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        if args.keep:
+            print(f"kept database {database_url}", file=sys.stderr)
+        else:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
     api = [r for r in log if r["path"].startswith("/v1/")]
     report = _report(args, command, samples, ids, settled_at, api, log, base)

@@ -26,7 +26,7 @@ What the figures mean (API.md, "Reports"; the response is drawn in schemas.py):
   (pending, requires_action, succeeded: what is reserved against the payments);
   ``succeeded`` is the part Stripe has completed; ``failed`` counts failed and
   canceled ones. A payment's ``refunded`` is its ``amount_refunded`` (refunds Stripe
-  accepted and did not fail; refunds.py documents it).
+  accepted and did not fail, as refunds/service.py defines it).
 * Declines: confirm attempts that ended ``failed``, by ``decline_code``, or by the
   error code when the processor gave no decline code (e.g. ``expired_card``).
 
@@ -232,7 +232,9 @@ async def summary(database: Database, account_id: uuid.UUID, span: Window, group
         )
         .select_from(Payment)
         .join(refunds.Refund, refunds.Refund.payment_id == Payment.id)
-        .where(*in_range, refunds.Refund.account_id == account_id)
+        # A refund belongs to its payment's account: scoping the payments scopes it.
+        # (refunds has no account index; the payments' one is where the plan starts.)
+        .where(*in_range)
         .group_by("group_key", refunds.Refund.currency)
     )
     reason = func.coalesce(PaymentAttempt.decline_code, PaymentAttempt.error_code, "unknown").label("reason")
