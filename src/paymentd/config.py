@@ -7,6 +7,7 @@ secrets may also come from files (`STRIPE_API_KEY_FILE=/run/secrets/...`).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -105,6 +106,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [s.strip() for s in value.split(",") if s.strip()]
         return value
+
+    @property
+    def attempt_horizon(self) -> timedelta:
+        """The longest a live process may still be sending a Stripe call it started:
+        its place in the limiter's queue, then every SDK try. An attempt Stripe has not
+        seen after this long never will be."""
+        tries = self.stripe_max_network_retries + 1
+        return timedelta(seconds=self.stripe_queue_wait_s + tries * (self.stripe_timeout_s + 2) + 30)
 
     @property
     def sandbox(self) -> bool:

@@ -80,17 +80,24 @@ async def sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
     after = timedelta(seconds=deps.settings.reconcile_after_s)
     report = SweepReport()
     # Background work: it may wait for the shared Stripe rate limit well past a request's budget.
+    # Each pass gets its own limiter deadline: a slow first pass must not starve the rest.
     with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
-        await refresh_stale_payments(deps, now - after, report)
+        await refresh_stale_payments(deps, now - after, now - deps.settings.attempt_horizon, report)
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await catch_up_events(deps, now, after, report)
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await apply_unprocessed(deps, now, after, report)
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await settle_refunds(deps, after, report)
     log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
              errors=len(report.errors))
     return report
 
 
-async def refresh_stale_payments(deps: Deps, cutoff: datetime, report: SweepReport) -> None:
+async def refresh_stale_payments(deps: Deps, cutoff: datetime, abandon_before: datetime, report: SweepReport) -> None:
+    """Ask Stripe about payments left pending past `cutoff`. An attempt Stripe never saw
+    is abandoned only once it is older than `abandon_before`: past the longest a live
+    process may still be sending it (its queue wait and the SDK's retries)."""
     query = text(
         """
         SELECT p.id FROM payments p
@@ -114,7 +121,7 @@ async def refresh_stale_payments(deps: Deps, cutoff: datetime, report: SweepRepo
         async with gate:
             try:
                 if await sync.refresh(deps.database, deps.provider, payment_id, sync.RECONCILER,
-                                      timeout=REFRESH_TIMEOUT_S, abandon_before=cutoff):
+                                      timeout=REFRESH_TIMEOUT_S, abandon_before=abandon_before):
                     report.payments_refreshed += 1
             except Exception as error:  # noqa: BLE001 - one payment must not stop the sweep
                 report.errors.append(f"payment {payment_id}: {type(error).__name__}")
