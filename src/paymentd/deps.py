@@ -7,12 +7,13 @@ a hand-off that cost more than the lookups themselves.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from paymentd.auth.keys import Scope
@@ -68,3 +69,21 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         return found
 
     return principal
+
+
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
+
+
+async def wait_budget(request: Request, response: Response) -> float:
+    """Seconds this request may wait on Stripe: the configured budget, or longer
+    when the caller asks with `Prefer: wait=N` (capped by configuration)."""
+    settings = request.app.state.settings
+    match = _PREFER_WAIT.search(request.headers.get("prefer", ""))
+    if match is None:
+        return settings.sync_budget_ms / 1000
+    applied = min(int(match.group(1)), settings.max_wait_s)
+    response.headers["Preference-Applied"] = f"wait={applied}"
+    return float(applied)
+
+
+WaitBudget = Annotated[float, Depends(wait_budget)]

@@ -3,6 +3,7 @@ made on first need, methods attached, listed, detached, and used (or refused) to
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -95,3 +96,18 @@ async def test_pay_with_a_saved_method(merchant: Merchant, sim) -> None:  # type
     ok = await merchant.client.post("/api/payments/confirm",
                                     json={"payment_id": bobs["id"], "payment_method": "pm_card_visa"})
     assert ok.json()["status"] == "succeeded"
+
+
+async def test_saving_waits_on_stripe_no_longer_than_the_budget(merchant: Merchant, sim_config) -> None:  # type: ignore[no-untyped-def]
+    """Stripe slower than the budget: 503 with Retry-After at once; the attach finishes
+    in the background and the same request, retried, answers from it."""
+    user = await merchant.user()
+    sim_config(latency_by_operation={"POST /v1/payment_methods/{payment_method}/attach": {"latency_ms": 1500}})
+    slow = await merchant.client.post(f"/api/users/{user['id']}/payment-methods", json={"payment_method": "pm_card_visa"})
+    assert slow.status_code == 503, slow.text
+    assert slow.headers["retry-after"] == "1"
+    await asyncio.sleep(2)
+    again = await merchant.client.post(f"/api/users/{user['id']}/payment-methods", json={"payment_method": "pm_card_visa"})
+    assert again.status_code == 201, again.text
+    listed = (await merchant.client.get(f"/api/users/{user['id']}/payment-methods")).json()["data"]
+    assert len(listed) == 1

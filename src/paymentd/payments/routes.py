@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -11,12 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
-from paymentd.deps import idempotency_seed, request_id, require
+from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.disputes import service as disputes
 from paymentd.disputes.schemas import present_dispute
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
-from paymentd.schemas import API_ERRORS, error_responses
 from paymentd.payments import service as payments
 from paymentd.payments.models import Payment, PaymentEvent
 from paymentd.payments.repository import encode_cursor
@@ -31,6 +29,7 @@ from paymentd.payments.schemas import (
     PaymentPage,
 )
 from paymentd.refunds.schemas import present_refund
+from paymentd.schemas import API_ERRORS, error_responses
 
 router = APIRouter(prefix="/api/payments", tags=["payments"], route_class=ExactJSONRoute, responses=API_ERRORS)
 
@@ -78,24 +77,6 @@ def present_event(event: PaymentEvent) -> PaymentEventOut:
 
 Seed = Annotated[uuid.UUID | None, Depends(idempotency_seed)]
 Writer = Annotated[Principal, Depends(require(Scope.payments_write))]
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
-
-
-async def wait_budget(request: Request, response: Response) -> float:
-    """Seconds this request may wait on Stripe: the configured budget, or longer
-    when the caller asks with `Prefer: wait=N` (capped by configuration)."""
-    settings = request.app.state.settings
-    match = _PREFER_WAIT.search(request.headers.get("prefer", ""))
-    if match is None:
-        return settings.sync_budget_ms / 1000
-    applied = min(int(match.group(1)), settings.max_wait_s)
-    response.headers["Preference-Applied"] = f"wait={applied}"
-    return float(applied)
-
-
-WaitBudget = Annotated[float, Depends(wait_budget)]
-
-
 def answer(outcome: payments.Outcome, response: Response) -> PaymentOut:
     if outcome.accepted:
         response.status_code = 202

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
-from paymentd.deps import idempotency_seed, request_id, require
+from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.http import ExactJSONRoute
-from paymentd.payments.routes import WaitBudget
 from paymentd.refunds.schemas import RefundCreate, RefundOut, present_refund
 from paymentd.refunds.service import RefundService
 from paymentd.schemas import API_ERRORS

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Coroutine
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.db import Database
-from paymentd.deps import get_database, get_provider, require
+from paymentd.deps import WaitBudget, get_database, get_provider, require
+from paymentd.errors import ProviderUnavailable
 from paymentd.http import ExactJSONRoute
+from paymentd.payments.background import Background
 from paymentd.providers.base import PaymentProvider
 from paymentd.schemas import API_ERRORS, PaymentMethodId, RequestModel
 from paymentd.users import payment_methods
@@ -49,6 +52,17 @@ class PaymentMethodList(BaseModel):
     has_more: bool = False  # Stripe's list shape; a user's methods always fit one page
 
 
+async def within_budget(work: Coroutine[Any, Any, SavedPaymentMethod], wait_s: float, request: Request) -> SavedPaymentMethod:
+    """Stripe slower than the budget: the work finishes in the background (each Stripe
+    call is keyed by the user and method, so a retry repeats it harmlessly) and the
+    caller is asked to retry rather than kept waiting."""
+    task = request.app.state.payments.background.spawn(work)
+    if not await Background.within(task, wait_s):
+        raise ProviderUnavailable("The payment processor is slow; retry shortly with the same request.",
+                                  status=503, retry_after=1, code="processor_slow")
+    return task.result()
+
+
 def present(row: SavedPaymentMethod) -> PaymentMethodOut:
     card = None
     if row.type == "card" and row.brand and row.last4:
@@ -68,9 +82,12 @@ async def save_payment_method(
     body: PaymentMethodSave,
     database: DatabaseDep,
     provider: ProviderDep,
+    wait_s: WaitBudget,
+    request: Request,
     principal: Principal = Depends(require(Scope.payments_write)),
 ) -> PaymentMethodOut:
-    return present(await payment_methods.save(database, provider, principal, user_id, body.payment_method))
+    return present(await within_budget(
+        payment_methods.save(database, provider, principal, user_id, body.payment_method), wait_s, request))
 
 
 @router.get("", response_model=PaymentMethodList)
@@ -86,6 +103,9 @@ async def detach_payment_method(
     pm_id: PmId,
     database: DatabaseDep,
     provider: ProviderDep,
+    wait_s: WaitBudget,
+    request: Request,
     principal: Principal = Depends(require(Scope.payments_write)),
 ) -> PaymentMethodOut:
-    return present(await payment_methods.detach(database, provider, principal, user_id, pm_id))
+    return present(await within_budget(
+        payment_methods.detach(database, provider, principal, user_id, pm_id), wait_s, request))
