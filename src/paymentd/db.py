@@ -6,14 +6,19 @@ must be all-or-nothing, and never hold a transaction open across a Stripe call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+
+T = TypeVar("T")
 
 
 def async_url(url: str) -> str:
@@ -64,3 +69,17 @@ def store_unavailable(error: BaseException) -> bool:
                                  asyncpg.exceptions.TooManyConnectionsError,
                                  asyncpg.exceptions.CannotConnectNowError,
                                  asyncpg.exceptions.InterfaceError, OSError))
+
+
+async def retry_store(step: Callable[[], Awaitable[T]], *, attempts: int = 5, delay_s: float = 0.5) -> T:
+    """Background work outlives a brief database overload: a step that is its own
+    transaction (all or nothing) is run again when it failed only because the store
+    was unavailable, instead of leaving its record for the reconciler."""
+    for attempt in range(attempts):
+        try:
+            return await step()
+        except Exception as error:
+            if attempt == attempts - 1 or not store_unavailable(error):
+                raise
+            await asyncio.sleep(delay_s * 2**attempt)
+    raise AssertionError("unreachable")

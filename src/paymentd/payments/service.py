@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.auth.service import Principal
-from paymentd.db import Database
+from paymentd.db import Database, retry_store
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.logs import log
 from paymentd.money import Money
@@ -258,9 +259,9 @@ class PaymentService:
         """Runs to the end even when the caller stopped waiting: the outcome is recorded."""
         payment_id = payment.id
         try:
-            intent_id = await self._ensure_intent(payment)
+            intent_id = await retry_store(partial(self._ensure_intent, payment))
         except provider_types.ProviderError as error:
-            await self._end_attempt(payment_id, number, "abandoned", error, actor)
+            await retry_store(partial(self._end_attempt, payment_id, number, "abandoned", error, actor))
             raise translate(error) from error
         try:
             intent = await self.provider.confirm_payment(
@@ -270,7 +271,7 @@ class PaymentService:
                 idempotency_key=stripe_key(payment_id, "confirm", number),
             )
         except provider_types.ProviderDeclined as declined:
-            await self._record_decline(payment_id, number, declined, actor)
+            await retry_store(partial(self._record_decline, payment_id, number, declined, actor))
             raise CardDeclined(
                 declined.message,
                 code=declined.code or "card_declined",
@@ -279,15 +280,20 @@ class PaymentService:
             ) from declined
         except provider_types.ProviderUnavailable as error:
             # Stripe may have acted: `unknown` leaves it to the reconciler.
-            await self._finish_attempt(payment_id, number, "unknown", error)
+            await retry_store(partial(self._finish_attempt, payment_id, number, "unknown", error))
             raise translate(error) from error
         except provider_types.ProviderError as error:
-            await self._end_attempt(payment_id, number, "failed", error, actor)
+            await retry_store(partial(self._end_attempt, payment_id, number, "failed", error, actor))
             raise translate(error) from error
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id, lock=True)
-            sync.apply_provider_payment(session, payment, intent, actor)
-            await sync.settle_open_attempts(session, payment, intent)
+
+        async def record() -> Payment:
+            async with self.database.transaction() as session:
+                row = await repository.get_by_id(session, payment_id, lock=True)
+                sync.apply_provider_payment(session, row, intent, actor)
+                await sync.settle_open_attempts(session, row, intent)
+            return row
+
+        payment = await retry_store(record)
         log.info("payment.confirmed", payment_id=str(payment_id), status=payment.status, attempt=number)
         return payment
 
