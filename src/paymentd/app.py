@@ -4,7 +4,6 @@ that opens the database and the payment provider."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -17,14 +16,14 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymentd import __version__, logs
-from paymentd.config import Settings, get_settings
 from paymentd.auth.cache import Authenticator
+from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
-from paymentd.jobs.queue import Jobs, supervise_worker
+from paymentd.jobs.queue import Jobs, stop_worker, supervise_worker
 from paymentd.logs import log
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
@@ -33,8 +32,8 @@ from paymentd.providers.guard import build_guarded_provider
 from paymentd.providers.stripe import StripeProvider
 from paymentd.receipts.routes import router as receipts_router
 from paymentd.refunds.routes import router as refunds_router
-from paymentd.reports.routes import router as reports_router
 from paymentd.refunds.service import RefundService
+from paymentd.reports.routes import router as reports_router
 from paymentd.users.payment_methods_routes import router as payment_methods_router
 from paymentd.users.routes import router as users_router
 from paymentd.validation import validation_error
@@ -94,9 +93,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             yield
         finally:
             if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                await stop_worker(worker)
             await app.state.jobs.close()
             # A rolling restart lets Stripe calls that outlived their requests finish.
             await app.state.payments.background.drain(timeout=settings.max_wait_s)

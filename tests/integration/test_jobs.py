@@ -21,7 +21,7 @@ from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.jobs.cleanup import delete_expired_idempotency_keys
 from paymentd.jobs.deps import Deps
-from paymentd.jobs.queue import RECONCILE, Jobs, conninfo, cron_every
+from paymentd.jobs.queue import RECONCILE, Jobs, conninfo, cron_every, stop_worker
 from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
 from paymentd.webhooks import inbox
 from tests.conftest import make_key
@@ -124,9 +124,8 @@ async def test_the_worker_defers_the_periodic_sweep(database_url: str, deps: Dep
                 assert time.monotonic() < deadline, "no reconcile job ran"
                 await asyncio.sleep(0.1)
         finally:
-            worker.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await worker
+            await stop_worker(worker)
+            assert worker.done()
     finally:
         await jobs.close()
 

@@ -22,7 +22,7 @@ from paymentd.app import build_provider
 from paymentd.config import Settings
 from paymentd.db import Database
 from paymentd.jobs.deps import Deps
-from paymentd.jobs.queue import RECEIPTS_QUEUE, Jobs
+from paymentd.jobs.queue import RECEIPTS_QUEUE, Jobs, stop_worker
 from paymentd.receipts import email as receipt_email
 from paymentd.receipts.models import ReceiptEmail
 from tests.conftest import Merchant
@@ -95,9 +95,8 @@ async def worker_for(settings: Settings, database: Database, database_url: str
 
     yield start
     for jobs, task, provider in running:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await stop_worker(task)
+        assert task.done()
         await jobs.close()
         await provider.aclose()
 

@@ -196,6 +196,18 @@ class FailedJob:
     scheduled_at: datetime | None
 
 
+async def stop_worker(worker: asyncio.Task[Any], *, timeout_s: float = 15.0) -> None:
+    """Cancel the worker task and wait for it, cancelling again if a cancellation got
+    absorbed (procrastinate shuts down gracefully, and a cancel landing inside a
+    job's own handling can be swallowed): shutdown must end, never hang."""
+    for _ in range(3):
+        worker.cancel()
+        done, _ = await asyncio.wait({worker}, timeout=timeout_s)
+        if done:
+            return
+    log.error("jobs.worker_did_not_stop")
+
+
 async def supervise_worker(jobs: Jobs, deps: Deps, *, concurrency: int = 4) -> None:
     """The worker beside the API: restarted with backoff if it ever stops on an error
     (database restart, lost connection), so the process never silently loses it."""
