@@ -151,7 +151,8 @@ async def test_oversized_body_is_refused(merchant: Merchant) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=101", "limit=abc", "status=bogus", "cursor=%%%", "created_gte=yesterday", "user_id=1"],
+    ["limit=0", "limit=101", "limit=abc", "status=bogus", "cursor=%%%", "created_gte=yesterday", "user_id=1",
+     "created_gte=0001-01-01T00%3A10%3A02%2B01%3A00", "created_lt=9999-12-31T23%3A59%3A59-05%3A00"],
 )
 async def test_bad_history_queries(merchant: Merchant, query: str) -> None:
     response = await merchant.client.get(f"/api/payments/history?{query}")

@@ -497,4 +497,19 @@ def history_filter(
     for status in statuses:
         if status not in PaymentStatus.__members__:
             raise InvalidRequest(f"Unknown status `{status}`.", code="parameter_invalid", param="status")
-    return repository.HistoryFilter(user_id, tuple(statuses), created_gte, created_lt)
+    return repository.HistoryFilter(
+        user_id, tuple(statuses), _utc(created_gte, "created_gte"), _utc(created_lt, "created_lt")
+    )
+
+
+def _utc(value: datetime | None, param: str) -> datetime | None:
+    """A bound PostgreSQL can compare with: UTC (naive means UTC), years 1 to 9999."""
+    if value is None:
+        return None
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        moment = None
+    if moment is None or not 1 < moment.year < 9999:
+        raise InvalidRequest("The date is out of range.", code="parameter_invalid", param=param)
+    return moment
