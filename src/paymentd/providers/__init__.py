@@ -1,43 +1,9 @@
 """Payment processors behind one protocol; the rest of paymentd imports from here.
 
-Only the neutral types are re-exported: `providers.stripe` (which imports the Stripe SDK)
-is imported by whoever builds the provider, so nothing else pulls Stripe in by accident.
+Only the neutral types are re-exported (base.__all__): `providers.stripe` (which imports
+the Stripe SDK) is imported by whoever builds the provider, so nothing else pulls Stripe
+in by accident.
 """
 
-from paymentd.providers.base import (
-    CardDetails,
-    PaymentError,
-    PaymentMethodInfo,
-    PaymentProvider,
-    ProviderAuthError,
-    ProviderDeclined,
-    ProviderError,
-    ProviderEvent,
-    ProviderIdempotencyError,
-    ProviderInvalidRequest,
-    ProviderPayment,
-    ProviderRefund,
-    ProviderStatus,
-    ProviderUnavailable,
-    UnavailableKind,
-    WebhookSignatureError,
-)
-
-__all__ = [
-    "CardDetails",
-    "PaymentError",
-    "PaymentMethodInfo",
-    "PaymentProvider",
-    "ProviderAuthError",
-    "ProviderDeclined",
-    "ProviderError",
-    "ProviderEvent",
-    "ProviderIdempotencyError",
-    "ProviderInvalidRequest",
-    "ProviderPayment",
-    "ProviderRefund",
-    "ProviderStatus",
-    "ProviderUnavailable",
-    "UnavailableKind",
-    "WebhookSignatureError",
-]
+from paymentd.providers.base import *  # noqa: F403 - the neutral vocabulary, as listed in base.__all__
+from paymentd.providers.base import __all__  # noqa: F401
