@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +46,7 @@ CANCELABLE = {
 # Statuses that change at Stripe without a call from us (customer authentication,
 # bank settlement); reading such a payment asks Stripe first.
 REFRESH_ON_READ = {PaymentStatus.requires_action, PaymentStatus.processing}
+_ACCOUNT_USER = select(User).where(User.id == bindparam("user_id"), User.account_id == bindparam("account_id"))
 
 
 def stripe_key(payment_id: uuid.UUID, operation: str, *parts: object) -> str:
@@ -87,9 +88,7 @@ class PaymentService:
         async with self.database.transaction() as session:
             if seed and (existing := await repository.get(session, principal.account_id, payment_id)):
                 return Outcome(existing)  # a re-run of a request whose answer was lost
-            user = await session.scalar(
-                select(User).where(User.id == data.user_id, User.account_id == principal.account_id)
-            )
+            user = await session.scalar(_ACCOUNT_USER, {"user_id": data.user_id, "account_id": principal.account_id})
         if user is None:
             raise NotFound("No such user.", param="user_id")
         now = datetime.now(UTC)
@@ -417,7 +416,7 @@ class PaymentService:
             if task.done():  # finished while we took the lock
                 return Outcome(self._result(task))
             if attempt is not None and (await repository.attempt(session, payment_id, attempt)).outcome not in (
-                sync.OPEN_OUTCOMES
+                repository.OPEN_OUTCOMES
             ):
                 # The outcome is already recorded (a decline, say); the task is only returning it.
                 return Outcome(await task)

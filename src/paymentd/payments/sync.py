@@ -32,8 +32,6 @@ from paymentd.receipts.email import note_status_move
 # Statuses only refunds and disputes change (see states.py).
 AFTER_THE_CHARGE = frozenset({PaymentStatus.partially_refunded, PaymentStatus.refunded, PaymentStatus.disputed})
 
-# Attempt outcomes that mean "Stripe may or may not have acted yet".
-OPEN_OUTCOMES = ("pending", "unknown")
 
 
 @dataclass(frozen=True)
@@ -121,16 +119,15 @@ async def settle_open_attempts(
         await abandon_open_attempts(session, payment, before=abandon_before)
         return
     failed = intent.status is ProviderStatus.requires_payment_method
-    attempts = await session.scalars(
-        select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome.in_(OPEN_OUTCOMES))
+    error = intent.last_error if failed else None
+    await repository.close_open_attempts(
+        session,
+        payment.id,
+        outcome="failed" if failed else intent.status.value,
+        error_code=error.code if error else None,
+        decline_code=error.decline_code if error else None,
+        error_message=error.message if error else None,
     )
-    for attempt in attempts:
-        attempt.outcome = "failed" if failed else intent.status.value
-        if failed and intent.last_error is not None:
-            attempt.error_code = intent.last_error.code
-            attempt.decline_code = intent.last_error.decline_code
-            attempt.error_message = intent.last_error.message
-        attempt.finished_at = datetime.now(UTC)
 
 
 async def abandon_open_attempts(session: AsyncSession, payment: Payment, *, before: datetime) -> None:
@@ -140,7 +137,7 @@ async def abandon_open_attempts(session: AsyncSession, payment: Payment, *, befo
         await session.scalars(
             select(PaymentAttempt).where(
                 PaymentAttempt.payment_id == payment.id,
-                PaymentAttempt.outcome.in_(OPEN_OUTCOMES),
+                PaymentAttempt.outcome.in_(repository.OPEN_OUTCOMES),
                 PaymentAttempt.created_at < before,
             )
         )
