@@ -6,6 +6,7 @@ and the services; two processors scrub every event before it is written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from typing import Any
@@ -17,9 +18,15 @@ from paymentd.card_data import redact
 _SECRET_WORDS = ("secret", "password", "authorization", "api_key", "token", "card")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """Keys are few and repeat on every event: decide each once."""
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
 def _scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
-        if any(word in key.lower() for word in _SECRET_WORDS):
+        if _secret_key(key):
             event[key] = "[REDACTED]"
         elif isinstance(value, str):
             event[key] = redact(value)

@@ -6,6 +6,7 @@ the simulator's request log (`/_sim/requests`) shows what actually went over the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -340,6 +341,36 @@ async def test_unreachable_stripe_is_unavailable_connection():
     finally:
         await p.aclose()
     assert info.value.kind == "connection"
+
+
+async def test_answer_cut_mid_body_is_retried_then_unavailable_connection():
+    """Headers arrive, then the connection closes halfway through the body: the SDK
+    retries it under the same key like any connection error, then gives up as one."""
+    seen: list[str] = []
+
+    async def half_an_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        seen.append(next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                         if line.lower().startswith(b"idempotency-key:")))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\": ")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(half_an_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p = StripeProvider(API_KEY, api_base=f"http://127.0.0.1:{port}", max_network_retries=1, timeout=5.0)
+    try:
+        with pytest.raises(ProviderUnavailable) as info:
+            await new_payment(p, idempotency_key="cut-mid-body")
+    finally:
+        await p.aclose()
+        server.close()
+        await server.wait_closed()
+    assert info.value.kind == "connection"
+    assert seen == ["cut-mid-body", "cut-mid-body"]  # the first try and the SDK's one retry, same key
 
 
 async def test_ping(provider):

@@ -11,7 +11,7 @@ import json
 import time
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 import pytest
 import stripe
 
@@ -531,10 +531,12 @@ def _connection_error(cause: Exception) -> stripe.APIConnectionError:
 
 
 def test_timeout_and_connection_errors():
-    timeout = map_stripe_error(_connection_error(httpx.ReadTimeout("timed out")))
-    assert isinstance(timeout, ProviderUnavailable) and timeout.kind == "timeout"
-    refused = map_stripe_error(_connection_error(httpx.ConnectError("connection refused")))
-    assert isinstance(refused, ProviderUnavailable) and refused.kind == "connection"
+    # What aiohttp raises under the SDK's client: a read timeout, the whole call's timeout, a drop.
+    for cause in (aiohttp.ServerTimeoutError("timed out"), TimeoutError()):
+        timeout = map_stripe_error(_connection_error(cause))
+        assert isinstance(timeout, ProviderUnavailable) and timeout.kind == "timeout"
+    dropped = map_stripe_error(_connection_error(aiohttp.ServerDisconnectedError()))
+    assert isinstance(dropped, ProviderUnavailable) and dropped.kind == "connection"
 
 
 def test_anything_else_is_still_a_provider_error():
