@@ -303,7 +303,8 @@ def report(direct: Phase, through: Phase, args, command: str, info: dict[str, st
         f"- Load: {args.clients} concurrent clients (keep-alive connections) in {args.processes} generator processes, "
         f"each client looping create -> confirm; warm-up {args.warmup:g} s discarded, measured window "
         f"{args.duration:g} s per target; simulator at zero injected latency; paymentd `serve --workers "
-        f"{args.workers}`, log level {args.log_level}.",
+        f"{args.workers}`, log level {args.log_level}, outbound limit `PAYMENTD_STRIPE_RPS={args.stripe_rps}` "
+        "(the limiter runs, but does not throttle: the simulator has no limit here).",
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
         "",
         "```",
@@ -342,6 +343,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds before each window")
     parser.add_argument("--workers", type=int, default=1, help="paymentd serve --workers")
+    parser.add_argument("--stripe-rps", type=int, default=100_000,
+                        help="paymentd's PAYMENTD_STRIPE_RPS: high by default, so the outbound limiter is passed "
+                             "through but never throttles (at 100/s it would cap paymentd at ~45 pairs/s and "
+                             "this would measure the limiter's queue, not paymentd's overhead)")
     parser.add_argument("--log-level", default="INFO", help="paymentd's PAYMENTD_LOG_LEVEL (default INFO, as shipped)")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
@@ -366,7 +371,8 @@ def main() -> None:
             conn.execute(f'CREATE DATABASE "{db_name}"')
         database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL"))}
-        env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level}
+        env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level,
+                "PAYMENTD_STRIPE_RPS": str(args.stripe_rps)}
         cli(env, "account", "create", "bench")  # also migrates
         key = cli(env, "apikey", "create", "--account", "bench", "--scope", "admin")
 
