@@ -8,6 +8,7 @@ a hand-off that cost more than the lookups themselves.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -75,15 +76,18 @@ _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+)")
 
 
 async def wait_budget(request: Request, response: Response) -> float:
-    """Seconds this request may wait on Stripe: the configured budget, or longer
-    when the caller asks with `Prefer: wait=N` (capped by configuration)."""
+    """Seconds this request may still wait on Stripe: the configured budget, or longer
+    when the caller asks with `Prefer: wait=N` (capped by configuration), counted from
+    the request's arrival, so time spent queued in a busy process comes out of it too."""
     settings = request.app.state.settings
     match = _PREFER_WAIT.search(request.headers.get("prefer", ""))
     if match is None:
-        return settings.sync_budget_ms / 1000
-    applied = min(int(match.group(1)), settings.max_wait_s)
-    response.headers["Preference-Applied"] = f"wait={applied}"
-    return float(applied)
+        budget = settings.sync_budget_ms / 1000
+    else:
+        budget = float(min(int(match.group(1)), settings.max_wait_s))
+        response.headers["Preference-Applied"] = f"wait={budget:g}"
+    received_at = request.scope["state"].get("received_at", time.perf_counter())
+    return max(0.0, budget - (time.perf_counter() - received_at))
 
 
 WaitBudget = Annotated[float, Depends(wait_budget)]

@@ -83,7 +83,7 @@ class EdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
+        started = scope["state"]["received_at"] = time.perf_counter()  # the response budget counts from here
         status_holder = {"status": 500}
 
         async def send_with_id(message: Message) -> None:
