@@ -33,7 +33,6 @@ from paymentd.receipts.email import note_status_move
 AFTER_THE_CHARGE = frozenset({PaymentStatus.partially_refunded, PaymentStatus.refunded, PaymentStatus.disputed})
 
 
-
 @dataclass(frozen=True)
 class Actor:
     """Who moved a payment: recorded on every status event."""
