@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +33,7 @@ from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentProvider, ProviderPayment
 from paymentd.users import payment_methods
+from paymentd.users import repository as users
 from paymentd.users.models import User
 
 CONFIRMABLE = {PaymentStatus.requires_payment_method, PaymentStatus.requires_confirmation}
@@ -46,7 +46,6 @@ CANCELABLE = {
 # Statuses that change at Stripe without a call from us (customer authentication,
 # bank settlement); reading such a payment asks Stripe first.
 REFRESH_ON_READ = {PaymentStatus.requires_action, PaymentStatus.processing}
-_ACCOUNT_USER = select(User).where(User.id == bindparam("user_id"), User.account_id == bindparam("account_id"))
 
 
 def stripe_key(payment_id: uuid.UUID, operation: str, *parts: object) -> str:
@@ -88,7 +87,7 @@ class PaymentService:
         async with self.database.transaction() as session:
             if seed and (existing := await repository.get(session, principal.account_id, payment_id)):
                 return Outcome(existing)  # a re-run of a request whose answer was lost
-            user = await session.scalar(_ACCOUNT_USER, {"user_id": data.user_id, "account_id": principal.account_id})
+            user = await users.get(session, principal.account_id, data.user_id)
         if user is None:
             raise NotFound("No such user.", param="user_id")
         now = datetime.now(UTC)

@@ -23,6 +23,7 @@ from paymentd.errors import Conflict, NotFound
 from paymentd.logs import log
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentMethodInfo, PaymentProvider
+from paymentd.users import repository
 from paymentd.users.models import User
 
 
@@ -49,7 +50,7 @@ def user_key(user_id: uuid.UUID, operation: str, *parts: object) -> str:
 
 
 async def _user(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> User:
-    user = await session.scalar(select(User).where(User.id == user_id, User.account_id == principal.account_id))
+    user = await repository.get(session, principal.account_id, user_id)
     if user is None:
         raise NotFound("No such user.", param="id")
     return user

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.errors import Conflict, NotFound
+from paymentd.users import repository
 from paymentd.users.models import User
 from paymentd.users.schemas import UserCreate
 
@@ -30,7 +30,7 @@ async def create_user(database: Database, principal: Principal, data: UserCreate
 
 async def get_user(database: Database, principal: Principal, user_id: uuid.UUID) -> User:
     async with database.transaction() as session:
-        user = await session.scalar(select(User).where(User.id == user_id, User.account_id == principal.account_id))
+        user = await repository.get(session, principal.account_id, user_id)
     if user is None:
         raise NotFound("No such user.", param="id")
     return user
