@@ -28,6 +28,7 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import platform
+import random
 import shlex
 import socket
 import statistics
@@ -112,32 +113,46 @@ async def _paymentd_pair(client: httpx.AsyncClient, user_id: str) -> list[Sample
     return samples
 
 
-async def _drive(target: str, base_url: str, headers: dict, user_id: str, connections: int, stop_at: float):
+async def _drive(
+    target: str, base_url: str, headers: dict, user_id: str, connections: int, stop_at: float, interval: float | None
+):
+    """Each client loops pairs back to back, or, paced, starts one every `interval` seconds.
+
+    Paced clients keep a fixed schedule: a pair that starts late (the previous one ran
+    over) counts its lateness in the create's latency, so a slow server cannot hide
+    behind clients that politely waited (coordinated omission)."""
     samples: list[Sample] = []
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
 
         async def one_client() -> None:
-            while time.time() < stop_at:
+            due = time.time() + (random.uniform(0, interval) if interval else 0)
+            while due < stop_at:
+                if interval:
+                    await asyncio.sleep(max(0.0, due - time.time()))
+                late_ms = max(0.0, time.time() - due) * 1000 if interval else 0.0
                 started = time.time()
                 try:
                     if target == "direct":
-                        samples.extend(await _direct_pair(client))
+                        pair = await _direct_pair(client)
                     else:
-                        samples.extend(await _paymentd_pair(client, user_id))
+                        pair = await _paymentd_pair(client, user_id)
+                    pair[0].started, pair[0].ms = started - late_ms / 1000, pair[0].ms + late_ms
+                    samples.extend(pair)
                 except httpx.HTTPError:  # a dropped connection counts as a failed request, not a crash
                     samples.append(Sample("transport", started, 0.0, False))
                     await asyncio.sleep(0.05)
+                due = due + interval if interval else time.time()
 
         await asyncio.gather(*(one_client() for _ in range(connections)))
     return samples
 
 
-def _generator_process(target, base_url, headers, user_id, connections, ready, go, stop_in, out) -> None:  # type: ignore[no-untyped-def]
+def _generator_process(target, base_url, headers, user_id, connections, interval, ready, go, stop_in, out) -> None:  # type: ignore[no-untyped-def]
     ready.put(os.getpid())
     go.wait()
     cpu0 = time.process_time()
-    samples = asyncio.run(_drive(target, base_url, headers, user_id, connections, time.time() + stop_in))
+    samples = asyncio.run(_drive(target, base_url, headers, user_id, connections, time.time() + stop_in, interval))
     out.put(([(s.op, s.started, s.ms, s.ok) for s in samples], time.process_time() - cpu0))
 
 
@@ -218,15 +233,18 @@ def pct(values: list[float], p: float) -> float:
 
 
 def run_phase(
-    target: str, base_url: str, headers: dict, user_ids: list[str], args, watched: dict[str, Callable[[], list[psutil.Process]]]
+    target: str, base_url: str, headers: dict, user_ids: list[str], args, watched: dict[str, Callable[[], list[psutil.Process]]],
+    rate: float | None,
 ) -> Phase:
+    """One target under one load: closed loop (`rate` None) or `rate` pairs/s offered in all."""
+    interval = args.clients / rate if rate else None
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     shares = [args.clients // args.processes + (1 if i < args.clients % args.processes else 0) for i in range(args.processes)]
     procs = [
         ctx.Process(
             target=_generator_process,
-            args=(target, base_url, headers, user_ids[i], n, ready, go, args.warmup + args.duration, out),
+            args=(target, base_url, headers, user_ids[i], n, interval, ready, go, args.warmup + args.duration, out),
             daemon=True,
         )
         for i, n in enumerate(shares)
@@ -272,7 +290,29 @@ def machine() -> dict[str, str]:
     }
 
 
-def report(direct: Phase, through: Phase, args, command: str, info: dict[str, str], notes: list[str]) -> str:
+@dataclass
+class Load:
+    """Both targets measured under the same load."""
+
+    rate: float | None  # pairs/s offered in all; None: closed loop
+    direct: Phase
+    through: Phase
+
+    @property
+    def label(self) -> str:
+        return f"{self.rate:g} pairs/s offered" if self.rate else "closed loop (back to back)"
+
+    def overhead(self, op: str, p: float | None) -> float:
+        a, b = self.through.latencies(op), self.direct.latencies(op)
+        if p is None:
+            return statistics.median(a) - statistics.median(b)
+        return pct(a, p) - pct(b, p)
+
+    def worst_p99(self) -> float:
+        return max(self.overhead("create", 99), self.overhead("confirm", 99))
+
+
+def report(loads: list[Load], args, command: str, info: dict[str, str], notes: list[str]) -> str:
     def row(name: str, ph: Phase) -> str:
         c, f = ph.latencies("create"), ph.latencies("confirm")
         rate = len(f) / ph.measured_s if ph.measured_s else 0
@@ -281,29 +321,20 @@ def report(direct: Phase, through: Phase, args, command: str, info: dict[str, st
             f"{pct(f, 99):.1f} | {len(c)} / {len(f)} | {rate:.0f} | {ph.errors()} |"
         )
 
-    def over(op: str, p: float | None) -> float:
-        a, b = through.latencies(op), direct.latencies(op)
-        if p is None:
-            return statistics.median(a) - statistics.median(b)
-        return pct(a, p) - pct(b, p)
+    def verdict(load: Load) -> str:
+        return "MET" if load.worst_p99() < TARGET_P99_OVERHEAD_MS else "MISSED"
 
-    worst_p99 = max(over("create", 99), over("confirm", 99))
-    verdict = "MET" if worst_p99 < TARGET_P99_OVERHEAD_MS else "MISSED"
-    cpu_rows = "\n".join(
-        f"| {ph.target} | {ph.server_cpu.get('stripe_sim', 0) / ph.measured_s:.2f} | "
-        f"{ph.server_cpu.get('paymentd', 0) / ph.measured_s:.2f} | {ph.server_cpu.get('postgres', 0) / ph.measured_s:.2f} | "
-        f"{ph.generator_cpu / ph.measured_s:.2f} |"
-        for ph in (direct, through)
-    )
     lines = [
         f"# paymentd core latency: overhead over the simulator ({dt.datetime.now(dt.UTC):%Y-%m-%d})",
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{command}`",
         f"- Load: {args.clients} concurrent clients (keep-alive connections) in {args.processes} generator processes, "
-        f"each client looping create -> confirm; warm-up {args.warmup:g} s discarded, measured window "
-        f"{args.duration:g} s per target; simulator at zero injected latency; paymentd `serve --workers "
-        f"{args.workers}`, log level {args.log_level}, outbound limit `PAYMENTD_STRIPE_RPS={args.stripe_rps}` "
+        "each client running create -> confirm pairs, either back to back (closed loop) or paced so that all "
+        "clients together offer a fixed rate (a paced pair that starts late counts its lateness in the create's "
+        f"latency); warm-up {args.warmup:g} s discarded, measured window {args.duration:g} s per target and load; "
+        f"simulator at zero injected latency; paymentd `serve --workers {args.workers}`, log level "
+        f"{args.log_level}, outbound limit `PAYMENTD_STRIPE_RPS={args.stripe_rps}` "
         "(the limiter runs, but does not throttle: the simulator has no limit here).",
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
         "",
@@ -312,25 +343,41 @@ def report(direct: Phase, through: Phase, args, command: str, info: dict[str, st
         info["free"],
         "```",
         "",
-        "## Latency (ms, measured at the client)",
+        f"## Summary: paymentd's p99 overhead (target for this stage: under {TARGET_P99_OVERHEAD_MS:g} ms)",
         "",
-        "| target | create median | create p99 | confirm median | confirm p99 | samples (create / confirm) | pairs/s | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        row("stripe_sim direct", direct),
-        row("through paymentd", through),
-        f"| **paymentd overhead** | **{over('create', None):.1f}** | **{over('create', 99):.1f}** | "
-        f"**{over('confirm', None):.1f}** | **{over('confirm', 99):.1f}** | | | |",
-        "",
-        f"Target for this stage: p99 overhead under {TARGET_P99_OVERHEAD_MS:g} ms -> **{verdict}** "
-        f"(worst p99 overhead {worst_p99:.1f} ms).",
-        "",
-        "## CPU used during the measured window (cores busy, i.e. CPU-seconds per second)",
-        "",
-        "| phase | stripe_sim | paymentd | postgres (all backends) | load generators |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        cpu_rows,
-        "",
+        "| load | pairs/s done (direct / paymentd) | create p99 overhead | confirm p99 overhead | verdict |",
+        "| --- | ---: | ---: | ---: | --- |",
     ]
+    for load in loads:
+        done = [len(ph.latencies("confirm")) / ph.measured_s for ph in (load.direct, load.through)]
+        lines.append(
+            f"| {load.label} | {done[0]:.0f} / {done[1]:.0f} | {load.overhead('create', 99):.1f} | "
+            f"{load.overhead('confirm', 99):.1f} | **{verdict(load)}** |"
+        )
+    for load in loads:
+        lines += [
+            "",
+            f"## {load.label}: latency (ms, measured at the client)",
+            "",
+            "| target | create median | create p99 | confirm median | confirm p99 | samples (create / confirm) | pairs/s | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            row("stripe_sim direct", load.direct),
+            row("through paymentd", load.through),
+            f"| **paymentd overhead** | **{load.overhead('create', None):.1f}** | **{load.overhead('create', 99):.1f}** | "
+            f"**{load.overhead('confirm', None):.1f}** | **{load.overhead('confirm', 99):.1f}** | | | |",
+            "",
+            "CPU used during the measured window (cores busy, i.e. CPU-seconds per second):",
+            "",
+            "| phase | stripe_sim | paymentd | postgres (all backends) | load generators |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {ph.target} | {ph.server_cpu.get('stripe_sim', 0) / ph.measured_s:.2f} | "
+                f"{ph.server_cpu.get('paymentd', 0) / ph.measured_s:.2f} | "
+                f"{ph.server_cpu.get('postgres', 0) / ph.measured_s:.2f} | {ph.generator_cpu / ph.measured_s:.2f} |"
+                for ph in (load.direct, load.through)
+            ),
+        ]
+    lines.append("")
     if notes:
         lines += ["## Notes from the run", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
@@ -342,6 +389,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=5, help="load-generator processes sharing the clients")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds before each window")
+    parser.add_argument("--rate", type=float, nargs="+", default=None,
+                        help="pace the clients: pairs/s offered in all, one run per value (default: closed loop, "
+                             "every client back to back)")
     parser.add_argument("--workers", type=int, default=1, help="paymentd serve --workers")
     parser.add_argument("--stripe-rps", type=int, default=100_000,
                         help="paymentd's PAYMENTD_STRIPE_RPS: high by default, so the outbound limiter is passed "
@@ -398,16 +448,19 @@ def main() -> None:
         watched = {"stripe_sim": tree(sim.pid), "paymentd": tree(api.pid), "postgres": postgres_processes}
         print(f"stripe_sim pid {sim.pid} {sim_url}, paymentd pid {api.pid} {api_url}, database {db_name}; logs in {workdir}", file=sys.stderr)
 
-        direct = run_phase("direct", sim_url, {"Authorization": f"Bearer {SIM_KEY}"}, user_ids, args, watched)
-        print(f"direct: {len(direct.samples)} samples, {direct.errors()} errors", file=sys.stderr)
-        through = run_phase("paymentd", api_url, auth, user_ids, args, watched)
-        print(f"paymentd: {len(through.samples)} samples, {through.errors()} errors", file=sys.stderr)
+        loads = []
+        for rate in args.rate or [None]:
+            direct = run_phase("direct", sim_url, {"Authorization": f"Bearer {SIM_KEY}"}, user_ids, args, watched, rate)
+            through = run_phase("paymentd", api_url, auth, user_ids, args, watched, rate)
+            loads.append(Load(rate, direct, through))
+            print(f"{loads[-1].label}: direct {len(direct.samples)} samples, {direct.errors()} errors; "
+                  f"paymentd {len(through.samples)} samples, {through.errors()} errors", file=sys.stderr)
 
-        notes = []
-        for ph in (direct, through):
-            if ph.errors():
-                notes.append(f"{ph.target}: {ph.errors()} failed requests, excluded from the latencies.")
-        text = report(direct, through, args, command, machine(), notes)
+        notes = [
+            f"{load.label}, {ph.target}: {ph.errors()} failed requests, excluded from the latencies."
+            for load in loads for ph in (load.direct, load.through) if ph.errors()
+        ]
+        text = report(loads, args, command, machine(), notes)
         print(text)
         if str(out) != "-":
             out.parent.mkdir(parents=True, exist_ok=True)
