@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -52,8 +52,34 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def sql_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """The same pool's connection as a bare asyncpg driver in a transaction: for
+        the payment hot path (payments/sql.py), where the ORM session's own work
+        cost more CPU than the statements."""
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            async with driver.transaction():
+                yield driver
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class RowSink(Protocol):
+    """Where new rows go: an ORM session, or a `payments.sql.Batch` on the hot path."""
+
+    def add(self, instance: object) -> None: ...
+
+
+async def driver_of(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session's begun transaction, so a plain-SQL
+    statement of the hot path (payments/sql.py) can join an ORM unit of work."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError("plain SQL joins a session only once its transaction has begun")
+    return driver
 
 
 class Base(DeclarativeBase):
@@ -64,11 +90,10 @@ def store_unavailable(error: BaseException) -> bool:
     """PostgreSQL unreachable, restarting, or out of connections: worth a retry, not a bug."""
     if isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError, OSError)):
         return True
-    original = getattr(error, "orig", None) or error.__cause__
-    return isinstance(original, (asyncpg.exceptions.PostgresConnectionError,
-                                 asyncpg.exceptions.TooManyConnectionsError,
-                                 asyncpg.exceptions.CannotConnectNowError,
-                                 asyncpg.exceptions.InterfaceError, OSError))
+    # Raised through SQLAlchemy (wrapped) or straight from the driver (payments/sql.py).
+    unavailable = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.TooManyConnectionsError,
+                   asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError, OSError)
+    return any(isinstance(e, unavailable) for e in (error, getattr(error, "orig", None), error.__cause__))
 
 
 async def retry_store(step: Callable[[], Awaitable[T]], *, attempts: int = 5, delay_s: float = 0.5) -> T:

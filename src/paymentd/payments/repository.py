@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.errors import InvalidRequest
@@ -27,21 +27,6 @@ _BY_INTENT = select(Payment).where(Payment.stripe_payment_intent_id == bindparam
 _EVENTS = select(PaymentEvent).where(PaymentEvent.payment_id == bindparam("payment_id")).order_by(PaymentEvent.id)
 _ATTEMPT = select(PaymentAttempt).where(
     PaymentAttempt.payment_id == bindparam("payment_id"), PaymentAttempt.number == bindparam("number")
-)
-_OPEN_ATTEMPT = select(PaymentAttempt).where(
-    PaymentAttempt.payment_id == bindparam("payment_id"), PaymentAttempt.outcome.in_(OPEN_OUTCOMES)
-)
-_attempts = PaymentAttempt.__table__
-# Core, not ORM: the ORM's bulk UPDATE would first sync the session's loaded objects.
-_CLOSE_OPEN_ATTEMPTS = (
-    update(_attempts)
-    .where(_attempts.c.payment_id == bindparam("of_payment"), _attempts.c.outcome.in_(OPEN_OUTCOMES))
-    .values(
-        outcome=bindparam("new_outcome"),
-        finished_at=func.clock_timestamp(),
-        **{name: func.coalesce(bindparam(f"new_{name}", type_=Text), _attempts.c[name])
-           for name in ("error_code", "decline_code", "error_message")},
-    )
 )
 _LOCKED = {query: query.with_for_update() for query in (_BY_ID, _BY_ACCOUNT_AND_ID, _BY_INTENT)}
 
@@ -70,27 +55,6 @@ async def events(session: AsyncSession, payment_id: uuid.UUID) -> Sequence[Payme
 
 async def attempt(session: AsyncSession, payment_id: uuid.UUID, number: int) -> PaymentAttempt:
     return await session.scalar(_ATTEMPT, {"payment_id": payment_id, "number": number})
-
-
-async def open_attempt(session: AsyncSession, payment_id: uuid.UUID) -> PaymentAttempt | None:
-    """The attempt whose outcome Stripe has not told us yet (in flight, or unknown after a failure)."""
-    return await session.scalar(_OPEN_ATTEMPT, {"payment_id": payment_id})
-
-
-async def close_open_attempts(
-    session: AsyncSession,
-    payment_id: uuid.UUID,
-    *,
-    outcome: str,
-    error_code: str | None = None,
-    decline_code: str | None = None,
-    error_message: str | None = None,
-) -> None:
-    """Every open attempt takes `outcome`, and the error where one is given, in one statement."""
-    await session.execute(_CLOSE_OPEN_ATTEMPTS, {
-        "of_payment": payment_id, "new_outcome": outcome, "new_error_code": error_code,
-        "new_decline_code": decline_code, "new_error_message": error_message,
-    })
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import asyncio
 import uuid
 from functools import partial
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.auth.service import Principal
@@ -24,7 +24,7 @@ from paymentd.db import Database, retry_store
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.logs import log
 from paymentd.money import Money
-from paymentd.payments import repository, sync
+from paymentd.payments import repository, sql, sync
 from paymentd.payments.background import Background
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.schemas import PaymentCancel, PaymentCapture, PaymentConfirm, PaymentCreate
@@ -84,17 +84,17 @@ class PaymentService:
     ) -> Outcome:
         money = Money.parse(data.amount, data.currency)
         payment_id = uuid.uuid5(seed, "payment") if seed else uuid.uuid4()
-        async with self.database.transaction() as session:
-            if seed and (existing := await repository.get(session, principal.account_id, payment_id)):
+        async with self.database.sql_transaction() as conn:
+            if seed and (existing := await sql.payment(conn, payment_id, account_id=principal.account_id)):
                 return Outcome(existing)  # a re-run of a request whose answer was lost
-            user = await users.get(session, principal.account_id, data.user_id)
-        if user is None:
+            payer = await users.payer(conn, principal.account_id, data.user_id)
+        if payer is None:
             raise NotFound("No such user.", param="user_id")
         now = datetime.now(UTC)
         payment = Payment(  # every column set here, so the insert needs no read-back
             id=payment_id,
             account_id=principal.account_id,
-            user_id=user.id,
+            user_id=payer.user_id,
             amount=money.minor,
             currency=money.currency,
             status=PaymentStatus.requires_confirmation if data.payment_method else PaymentStatus.requires_payment_method,
@@ -112,7 +112,7 @@ class PaymentService:
             updated_at=now,
         )
         # Stripe first when it answers in time: a refusal then leaves nothing behind.
-        creating = self._create_intent(payment, user.provider_customer_id)
+        creating = self._create_intent(payment, payer.customer)
         if await self.background.within(creating, wait_s):
             intent = self._result(creating)
             payment.stripe_payment_intent_id = intent.id
@@ -149,15 +149,14 @@ class PaymentService:
 
     async def _insert(self, payment: Payment, actor: Actor) -> Payment:
         try:
-            async with self.database.transaction() as session:
-                session.add(payment)
-                await session.flush()  # the payment row first: the event refers to it
-                session.add(sync.status_event(payment, None, payment.status, actor))
+            async with self.database.sql_transaction() as conn:
+                # The payment row first: the event refers to it.
+                await sql.insert(conn, (payment, sync.status_event(payment, None, payment.status, actor)))
             return payment
-        except IntegrityError:
+        except asyncpg.UniqueViolationError:
             # The same seeded request ran twice at once: the other one's row stands.
-            async with self.database.transaction() as session:
-                existing = await repository.get_by_id(session, payment.id)
+            async with self.database.sql_transaction() as conn:
+                existing = await sql.payment(conn, payment.id)
             if existing is None:
                 raise
             return existing
@@ -173,11 +172,12 @@ class PaymentService:
         await self._store_intent(payment_id, intent)
 
     async def _store_intent(self, payment_id: uuid.UUID, intent: ProviderPayment) -> None:
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id, lock=True)
+        async with self.database.sql_transaction() as conn:
+            payment = await sql.payment(conn, payment_id, lock=True)
             if payment.stripe_payment_intent_id is None:
                 payment.stripe_payment_intent_id = intent.id
                 payment.client_secret = intent.client_secret
+                await sql.save(conn, payment)
 
     async def _creation_refused(self, payment_id: uuid.UUID, error: provider_types.ProviderError) -> None:
         """Stripe refused the PaymentIntent itself (after create had answered 201):
@@ -217,9 +217,11 @@ class PaymentService:
     ) -> Outcome:
         started = asyncio.get_running_loop().time()
         actor = _api_actor(principal, request_id)
-        async with self.database.transaction() as session:
-            payment = await self._locked(session, principal, data.payment_id)
-            number, method = await self._open_attempt(session, payment, data, seed)
+        async with self.database.sql_transaction() as conn:
+            payment = await sql.payment(conn, data.payment_id, account_id=principal.account_id, lock=True)
+            if payment is None:
+                raise NotFound("No such payment.", param="payment_id")
+            number, method = await self._open_attempt(conn, payment, data, seed)
         task = self.background.spawn(self._confirm_and_record(payment, number, method, data.return_url, actor))
         remaining = wait_s - (asyncio.get_running_loop().time() - started)
         return await self._answer(
@@ -227,10 +229,10 @@ class PaymentService:
         )
 
     async def _open_attempt(
-        self, session: AsyncSession, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None
+        self, conn: asyncpg.Connection, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None
     ) -> tuple[int, str]:
         """A new attempt, or the one a re-run of the same idempotent request left open."""
-        open_attempt = await repository.open_attempt(session, payment.id)
+        open_attempt = await sql.open_attempt(conn, payment.id)
         if open_attempt is not None:
             if seed is not None and open_attempt.request_seed == seed:
                 return open_attempt.number, open_attempt.payment_method
@@ -241,14 +243,15 @@ class PaymentService:
         if method is None:
             raise InvalidRequest("A payment method is needed to confirm.", code="parameter_missing", param="payment_method")
         # A method saved for another user is not this payment's to use (404, before Stripe).
-        await payment_methods.check_usable(session, payment.user_id, method)
+        await payment_methods.check_usable(conn, payment.user_id, method)
         payment.attempt_count += 1
         if payment.stripe_payment_intent_id is not None:
             # Until the PaymentIntent exists the row keeps the method it was created
             # with: a re-sent create must carry exactly the original parameters.
             payment.payment_method = method
-        session.add(PaymentAttempt(payment_id=payment.id, number=payment.attempt_count, payment_method=method,
-                                   request_seed=seed))
+        await sql.save(conn, payment)
+        await sql.insert(conn, [PaymentAttempt(payment_id=payment.id, number=payment.attempt_count,
+                                               payment_method=method, request_seed=seed)])
         return payment.attempt_count, method
 
     async def _confirm_and_record(
@@ -285,10 +288,13 @@ class PaymentService:
             raise translate(error) from error
 
         async def record() -> Payment:
-            async with self.database.transaction() as session:
-                row = await repository.get_by_id(session, payment_id, lock=True)
-                sync.apply_provider_payment(session, row, intent, actor)
-                await sync.settle_open_attempts(session, row, intent)
+            async with self.database.sql_transaction() as conn:
+                row = await sql.payment(conn, payment_id, lock=True)
+                batch = sql.Batch()
+                if sync.apply_provider_payment(batch, row, intent, actor):
+                    await sql.save(conn, row, batch)
+                if (outcome := sync.confirmed_outcome(intent)) is not None:
+                    await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
             return row
 
         payment = await retry_store(record)
@@ -447,8 +453,8 @@ class PaymentService:
 
     async def _busy(self, payment_id: uuid.UUID) -> bool:
         """An attempt still open means our own call is in flight: don't race it."""
-        async with self.database.transaction() as session:
-            return await repository.open_attempt(session, payment_id) is not None
+        async with self.database.sql_transaction() as conn:
+            return await sql.open_attempt(conn, payment_id) is not None
 
     async def history(
         self, principal: Principal, where: repository.HistoryFilter, *, limit: int, cursor: str | None

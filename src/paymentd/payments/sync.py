@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd.db import Database
+from paymentd.db import Database, RowSink, driver_of
 from paymentd.logs import log
-from paymentd.payments import repository
+from paymentd.payments import repository, sql
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.states import PaymentStatus, can_move, transition
 from paymentd.providers.base import (
@@ -46,7 +46,7 @@ WEBHOOK = Actor("webhook")
 RECONCILER = Actor("reconciler")
 
 
-def apply_provider_payment(session: AsyncSession, payment: Payment, intent: ProviderPayment, actor: Actor) -> bool:
+def apply_provider_payment(session: RowSink, payment: Payment, intent: ProviderPayment, actor: Actor) -> bool:
     """Copy Stripe's view onto the row and move the status along an allowed move.
     A report the state machine refuses (stale, out of order) changes nothing: False."""
     current = PaymentStatus(payment.status)
@@ -78,7 +78,7 @@ def apply_provider_payment(session: AsyncSession, payment: Payment, intent: Prov
     return True
 
 
-def move(session: AsyncSession, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
+def move(session: RowSink, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
     """The one place a payment's status is assigned (through `transition`), with its event."""
     current = payment.status
     payment.status = transition(PaymentStatus(current), target).value
@@ -98,6 +98,33 @@ def status_event(payment: Payment, current: str | None, target: str, actor: Acto
     )
 
 
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What Stripe's report says the open attempts came to."""
+
+    outcome: str
+    error_code: str | None = None
+    decline_code: str | None = None
+    error_message: str | None = None
+
+
+def confirmed_outcome(intent: ProviderPayment) -> AttemptOutcome | None:
+    """The outcome of the confirmation Stripe reports; None while it shows none
+    (never confirmed, or a status we cannot read)."""
+    if intent.status is ProviderStatus.unknown or _never_confirmed(intent):
+        return None
+    if intent.status is not ProviderStatus.requires_payment_method:
+        return AttemptOutcome(intent.status.value)
+    error = intent.last_error
+    return AttemptOutcome("failed", error.code, error.decline_code, error.message)
+
+
+def _never_confirmed(intent: ProviderPayment) -> bool:
+    return intent.status is ProviderStatus.requires_confirmation or (
+        intent.status is ProviderStatus.requires_payment_method and intent.last_error is None
+    )
+
+
 async def settle_open_attempts(
     session: AsyncSession, payment: Payment, intent: ProviderPayment, *, abandon_before: datetime | None = None
 ) -> None:
@@ -107,26 +134,10 @@ async def settle_open_attempts(
     When Stripe shows no confirmation at all, an attempt older than `abandon_before`
     (the reconciler's cutoff, past any call still in flight) never reached Stripe:
     it is closed as abandoned and the payment may be confirmed again."""
-    if intent.status is ProviderStatus.unknown:
-        return
-    never_confirmed = intent.status is ProviderStatus.requires_confirmation or (
-        intent.status is ProviderStatus.requires_payment_method and intent.last_error is None
-    )
-    if never_confirmed and abandon_before is None:
-        return
-    if never_confirmed:
+    if (outcome := confirmed_outcome(intent)) is not None:
+        await sql.close_open_attempts(await driver_of(session), payment.id, **asdict(outcome))
+    elif abandon_before is not None and intent.status is not ProviderStatus.unknown:
         await abandon_open_attempts(session, payment, before=abandon_before)
-        return
-    failed = intent.status is ProviderStatus.requires_payment_method
-    error = intent.last_error if failed else None
-    await repository.close_open_attempts(
-        session,
-        payment.id,
-        outcome="failed" if failed else intent.status.value,
-        error_code=error.code if error else None,
-        decline_code=error.decline_code if error else None,
-        error_message=error.message if error else None,
-    )
 
 
 async def abandon_open_attempts(session: AsyncSession, payment: Payment, *, before: datetime) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd.db import Database
+from paymentd.db import Database, RowSink
 from paymentd.logs import log
 from paymentd.payments.models import Payment
 from paymentd.payments.states import CHARGE_FINAL, PaymentStatus
@@ -80,7 +80,7 @@ class EmailNotSent(Exception):
 # --------------------------------------------------------------------------- queueing
 
 
-def note_status_move(session: AsyncSession, payment: Payment, from_status: str | None, to_status: str) -> None:
+def note_status_move(session: RowSink, payment: Payment, from_status: str | None, to_status: str) -> None:
     """Hook for `sync.move`: queue the receipt email on the payment's first success.
 
     Synchronous (sync.move is) and safe to call on every move: a payment reaches

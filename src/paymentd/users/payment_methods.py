@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, Text, bindparam, func, select, text, update
+import asyncpg
+from sqlalchemy import DateTime, ForeignKey, Integer, Text, func, select, text, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -164,16 +165,14 @@ async def _active(session: AsyncSession, user_id: uuid.UUID, payment_method: str
     )
 
 
-_OWNER = select(SavedPaymentMethod.user_id).where(
-    SavedPaymentMethod.provider_payment_method_id == bindparam("payment_method"),
-    SavedPaymentMethod.detached_at.is_(None),
-)
-
-
-async def check_usable(session: AsyncSession, user_id: uuid.UUID, payment_method: str) -> None:
+async def check_usable(conn: asyncpg.Connection, user_id: uuid.UUID, payment_method: str) -> None:
     """Confirm's guard: a method saved for another user of the account is not this
-    user's to pay with (404, as if it did not exist). Unsaved one-off methods pass."""
-    owner = await session.scalar(_OWNER, {"payment_method": payment_method})
+    user's to pay with (404, as if it did not exist). Unsaved one-off methods pass.
+    Plain SQL: it runs in confirm's hot path (see payments/sql.py)."""
+    owner = await conn.fetchval(
+        "SELECT user_id FROM payment_methods WHERE provider_payment_method_id = $1 AND detached_at IS NULL",
+        payment_method,
+    )
     if owner is not None and owner != user_id:
         raise NotFound("No such payment method for this payment's user.", param="payment_method")
 

@@ -1,0 +1,140 @@
+"""The payment hot path in plain SQL on the asyncpg driver.
+
+Every payment is created, confirmed and has Stripe's answer recorded; through the
+ORM session those statements cost about four times the CPU of the same SQL on the
+driver (bench/results/core-latency-2026-11-26-sql.md). Rows still come back as the
+ORM classes, unattached, so states, sync and the presenters read them as ever;
+everything off this path keeps the ORM session.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import inspect as orm_inspect
+from sqlalchemy.dialects.postgresql import JSONB
+
+from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
+from paymentd.payments.repository import OPEN_OUTCOMES
+
+
+class _Shape:
+    """How one ORM class maps to its table: column names, attribute keys, JSON columns."""
+
+    def __init__(self, cls: type) -> None:
+        table = cls.__table__  # type: ignore[attr-defined]
+        self.cls = cls
+        self.table = table.name
+        self.key = {prop.columns[0].name: prop.key for prop in orm_inspect(cls).column_attrs}
+        self.json = {column.name for column in table.columns if isinstance(column.type, JSONB)}
+        self.primary = [column.name for column in table.primary_key.columns]
+        self._inserts: dict[tuple[str, ...], str] = {}
+
+    def load(self, row: asyncpg.Record) -> Any:
+        return self.cls(**{self.key[name]: value for name, value in row.items()})
+
+    def value(self, obj: object, column: str) -> Any:
+        value = getattr(obj, self.key[column])
+        return json.dumps(value) if column in self.json and value is not None else value
+
+    def insert(self, obj: object) -> tuple[str, list[Any]]:
+        """An INSERT of the columns set on `obj`; unset ones take the table's defaults."""
+        columns = tuple(name for name in self.key if getattr(obj, self.key[name]) is not None)
+        if (statement := self._inserts.get(columns)) is None:
+            placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+            names = ", ".join(f'"{name}"' for name in columns)
+            statement = self._inserts[columns] = f"INSERT INTO {self.table} ({names}) VALUES ({placeholders})"
+        return statement, [self.value(obj, name) for name in columns]
+
+
+_SHAPES = {cls: _Shape(cls) for cls in (Payment, PaymentAttempt, PaymentEvent)}
+_PAYMENT = _SHAPES[Payment]
+_PAYMENT_COLUMNS = ", ".join(f'"{name}"' for name in _PAYMENT.key)
+# Everything but the key, rewritten from values read under the row's lock: one
+# statement for every change the hot path makes, and no update can be lost.
+_SAVED = [name for name in _PAYMENT.key if name not in _PAYMENT.primary]
+_SAVE_PAYMENT = "UPDATE payments SET {} WHERE id = $1".format(
+    ", ".join(f'"{name}" = ${i}' for i, name in enumerate(_SAVED, start=2))
+)
+_BY_ID = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+_BY_ACCOUNT_AND_ID = f"{_BY_ID} AND account_id = $2"
+
+
+class Batch:
+    """New rows to write with the payment: what `sync.move` and its hooks add."""
+
+    def __init__(self) -> None:
+        self.rows: list[object] = []
+
+    def add(self, row: object) -> None:
+        self.rows.append(row)
+
+
+async def payment(
+    conn: asyncpg.Connection, payment_id: uuid.UUID, *, account_id: uuid.UUID | None = None, lock: bool = False
+) -> Payment | None:
+    """The payment, scoped to `account_id` when given (another account's is absent)."""
+    query = _BY_ACCOUNT_AND_ID if account_id is not None else _BY_ID
+    args = (payment_id, account_id) if account_id is not None else (payment_id,)
+    row = await conn.fetchrow(query + " FOR UPDATE" if lock else query, *args)
+    return _PAYMENT.load(row) if row is not None else None
+
+
+async def insert(conn: asyncpg.Connection, rows: Iterable[object]) -> None:
+    for row in rows:
+        statement, args = _shape(row).insert(row)
+        await conn.execute(statement, *args)
+
+
+async def save(conn: asyncpg.Connection, payment: Payment, batch: Batch | None = None) -> None:
+    """The payment row as it now stands (its lock is held), and the rows added for it."""
+    await conn.execute(_SAVE_PAYMENT, payment.id, *(_PAYMENT.value(payment, name) for name in _SAVED))
+    if batch is not None:
+        await insert(conn, batch.rows)
+
+
+@dataclass(frozen=True)
+class OpenAttempt:
+    number: int
+    payment_method: str | None
+    request_seed: uuid.UUID | None
+
+
+async def open_attempt(conn: asyncpg.Connection, payment_id: uuid.UUID) -> OpenAttempt | None:
+    """The attempt whose outcome Stripe has not told us yet (in flight, or unknown after a failure)."""
+    row = await conn.fetchrow(
+        "SELECT number, payment_method, request_seed FROM payment_attempts"
+        " WHERE payment_id = $1 AND outcome = ANY($2::text[])",
+        payment_id, OPEN_OUTCOMES,
+    )
+    return OpenAttempt(row["number"], row["payment_method"], row["request_seed"]) if row is not None else None
+
+
+async def close_open_attempts(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    *,
+    outcome: str,
+    error_code: str | None = None,
+    decline_code: str | None = None,
+    error_message: str | None = None,
+) -> None:
+    """Every open attempt takes `outcome`, and the error where one is given, in one statement."""
+    await conn.execute(
+        "UPDATE payment_attempts SET outcome = $2, finished_at = clock_timestamp(),"
+        " error_code = COALESCE($3, error_code), decline_code = COALESCE($4, decline_code),"
+        " error_message = COALESCE($5, error_message)"
+        " WHERE payment_id = $1 AND outcome = ANY($6::text[])",
+        payment_id, outcome, error_code, decline_code, error_message, OPEN_OUTCOMES,
+    )
+
+
+def _shape(row: object) -> _Shape:
+    if (shape := _SHAPES.get(type(row))) is None:
+        shape = _SHAPES[type(row)] = _Shape(type(row))  # rows added by hooks, e.g. a receipt email
+    return shape
