@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymentd.db import Database
@@ -48,49 +47,43 @@ class IdempotencyStore:
         self.database = database
         self.lease = lease
 
+    # Plain SQL on the driver: two of these run around every keyed POST, and
+    # through the ORM session they cost more CPU than the statements themselves.
     async def claim(self, account_id: uuid.UUID, key: str, fingerprint: str) -> Claim:
-        async with self.database.transaction() as session:
-            seed = await session.scalar(
-                text(
-                    "INSERT INTO idempotency_keys (account_id, key, request_hash, locked_until) "
-                    "VALUES (:a, :k, :h, clock_timestamp() + :lease) ON CONFLICT DO NOTHING RETURNING seed"
-                ),
-                {"a": account_id, "k": key, "h": fingerprint, "lease": self.lease},
+        async with self.database.sql_transaction() as conn:
+            seed = await conn.fetchval(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, locked_until) "
+                "VALUES ($1, $2, $3, clock_timestamp() + $4::interval) ON CONFLICT DO NOTHING RETURNING seed",
+                account_id, key, fingerprint, self.lease,
             )
             if seed is not None:
                 return Claim(seed)
-            row = (
-                await session.execute(
-                    text(
-                        "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
-                        "response_status, response_headers, response_body FROM idempotency_keys "
-                        "WHERE account_id = :a AND key = :k FOR UPDATE"
-                    ),
-                    {"a": account_id, "k": key},
-                )
-            ).one()
-            if row.request_hash != fingerprint:
+            row = await conn.fetchrow(
+                "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
+                "response_status, response_headers, response_body FROM idempotency_keys "
+                "WHERE account_id = $1 AND key = $2 FOR UPDATE",
+                account_id, key,
+            )
+            if row["request_hash"] != fingerprint:
                 raise IdempotencyError(
                     "This Idempotency-Key was used with another endpoint or body.", param="Idempotency-Key"
                 )
-            if row.state == "done":
-                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row.response_headers]
-                return Claim(row.seed, (row.response_status, headers, row.response_body))
-            if row.state == "in_flight" and row.live:
+            if row["state"] == "done":
+                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
+                return Claim(row["seed"], (row["response_status"], headers, row["response_body"]))
+            if row["state"] == "in_flight" and row["live"]:
                 raise IdempotencyError(
                     "A request with this Idempotency-Key is still in progress; retry shortly.",
                     status=409,
                     param="Idempotency-Key",
                 )
             # Retryable, or in flight past its lease (the process died): run again, same seed.
-            await session.execute(
-                text(
-                    "UPDATE idempotency_keys SET state = 'in_flight', locked_until = clock_timestamp() + :lease "
-                    "WHERE account_id = :a AND key = :k"
-                ),
-                {"a": account_id, "k": key, "lease": self.lease},
+            await conn.execute(
+                "UPDATE idempotency_keys SET state = 'in_flight', locked_until = clock_timestamp() + $3::interval "
+                "WHERE account_id = $1 AND key = $2",
+                account_id, key, self.lease,
             )
-            return Claim(row.seed)
+            return Claim(row["seed"])
 
     async def finish(
         self, account_id: uuid.UUID, key: str, status: int | None, headers: list[tuple[bytes, bytes]], body: bytes
@@ -99,21 +92,12 @@ class IdempotencyStore:
         answer worth replaying: the key stays usable for a retry."""
         final = status is not None and status < 500 and status != 429
         stored = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _NOT_REPLAYED]
-        async with self.database.transaction() as session:
-            await session.execute(
-                text(
-                    "UPDATE idempotency_keys SET state = :state, locked_until = NULL, response_status = :status, "
-                    "response_headers = CAST(:headers AS jsonb), response_body = :body "
-                    "WHERE account_id = :a AND key = :k"
-                ),
-                {
-                    "state": "done" if final else "retryable",
-                    "status": status if final else None,
-                    "headers": json.dumps(stored) if final else None,
-                    "body": body if final else None,
-                    "a": account_id,
-                    "k": key,
-                },
+        async with self.database.sql_transaction() as conn:
+            await conn.execute(
+                "UPDATE idempotency_keys SET state = $3, locked_until = NULL, response_status = $4, "
+                "response_headers = $5::jsonb, response_body = $6 WHERE account_id = $1 AND key = $2",
+                account_id, key, "done" if final else "retryable", status if final else None,
+                json.dumps(stored) if final else None, body if final else None,
             )
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd.db import Database
 from paymentd.disputes.models import CLOSED, LOST, WON, Dispute, rank
 from paymentd.logs import log
 from paymentd.payments import repository as payments_repository
@@ -197,11 +196,5 @@ async def for_payment_in(session: AsyncSession, payment_id: uuid.UUID) -> Sequen
     return rows.all()
 
 
-async def for_payment(database: Database, payment_id: uuid.UUID) -> Sequence[Dispute]:
-    """A payment's disputes, oldest first (the caller has checked the account)."""
-    async with database.transaction() as session:
-        return await for_payment_in(session, payment_id)
-
-
-__all__ = ["LOST", "WON", "DisputeNotYetApplicable", "DisputeReport", "apply_dispute_event", "for_payment",
+__all__ = ["LOST", "WON", "DisputeNotYetApplicable", "DisputeReport", "apply_dispute_event",
            "report_from_object", "settle_payment"]

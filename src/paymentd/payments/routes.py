@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
-from paymentd.disputes import service as disputes
 from paymentd.disputes.schemas import present_dispute
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
@@ -145,15 +144,12 @@ async def payment_history(
 async def get_payment(
     payment_id: uuid.UUID,
     service: Service,
-    request: Request,
     principal: Principal = Depends(require(Scope.payments_read)),
 ) -> PaymentDetailOut:
     view = await service.get(principal, payment_id)
-    refunds = await request.app.state.refunds.for_payment(view.payment.id)
-    found = await disputes.for_payment(request.app.state.database, view.payment.id)
     return PaymentDetailOut(
         **present(view.payment).model_dump(),
-        refunds=[present_refund(r).model_dump(mode="json") for r in refunds],
+        refunds=[present_refund(r).model_dump(mode="json") for r in view.refunds],
         events=[present_event(e) for e in view.events],
-        disputes=[present_dispute(d) for d in found],
+        disputes=[present_dispute(d) for d in view.disputes],
     )

@@ -26,12 +26,14 @@ from paymentd.logs import log
 from paymentd.money import Money
 from paymentd.payments import repository, sql, sync
 from paymentd.payments.background import Background
+from paymentd.disputes.models import Dispute
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.schemas import PaymentCancel, PaymentCapture, PaymentConfirm, PaymentCreate
 from paymentd.payments.states import PaymentStatus, can_move
 from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentProvider, ProviderPayment
+from paymentd.refunds.models import Refund
 from paymentd.users import payment_methods
 from paymentd.users import repository as users
 from paymentd.users.models import User
@@ -64,8 +66,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class PaymentView:
+    """A payment with its history, refunds and disputes, read at one time."""
+
     payment: Payment
     events: Sequence[PaymentEvent]
+    refunds: Sequence[Refund]
+    disputes: Sequence[Dispute]
+    busy: bool  # a confirm of ours is in flight: Stripe's answer will be recorded by it
 
 
 class PaymentService:
@@ -441,20 +448,25 @@ class PaymentService:
     # ------------------------------------------------------------------ reads
 
     async def get(self, principal: Principal, payment_id: uuid.UUID) -> PaymentView:
-        async with self.database.transaction() as session:
-            payment = await repository.get(session, principal.account_id, payment_id)
+        view = await self._view(principal.account_id, payment_id)
+        if view.payment.status in REFRESH_ON_READ and not view.busy:
+            await sync.refresh(self.database, self.provider, payment_id, sync.RECONCILER, timeout=self.read_budget_s)
+            view = await self._view(principal.account_id, payment_id)
+        return view
+
+    async def _view(self, account_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentView:
+        # Plain SQL, one transaction: GET is the call clients poll (payments/sql.py).
+        async with self.database.sql_transaction() as conn:
+            payment = await sql.payment(conn, payment_id, account_id=account_id)
             if payment is None:
                 raise NotFound("No such payment.", param="id")
-        if payment.status in REFRESH_ON_READ and not await self._busy(payment.id):
-            await sync.refresh(self.database, self.provider, payment.id, sync.RECONCILER, timeout=self.read_budget_s)
-        async with self.database.transaction() as session:
-            payment = await repository.get(session, principal.account_id, payment_id)
-            return PaymentView(payment, await repository.events(session, payment.id))
-
-    async def _busy(self, payment_id: uuid.UUID) -> bool:
-        """An attempt still open means our own call is in flight: don't race it."""
-        async with self.database.sql_transaction() as conn:
-            return await sql.open_attempt(conn, payment_id) is not None
+            return PaymentView(
+                payment,
+                events=await sql.of_payment(conn, PaymentEvent, payment.id, order="id"),
+                refunds=await sql.of_payment(conn, Refund, payment.id, order="created_at, id"),
+                disputes=await sql.of_payment(conn, Dispute, payment.id, order="created_at, id"),
+                busy=payment.status in REFRESH_ON_READ and await sql.open_attempt(conn, payment.id) is not None,
+            )
 
     async def history(
         self, principal: Principal, where: repository.HistoryFilter, *, limit: int, cursor: str | None

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import inspect as orm_inspect
@@ -21,6 +21,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.repository import OPEN_OUTCOMES
+
+T = TypeVar("T")
 
 
 class _Shape:
@@ -33,6 +35,7 @@ class _Shape:
         self.key = {prop.columns[0].name: prop.key for prop in orm_inspect(cls).column_attrs}
         self.json = {column.name for column in table.columns if isinstance(column.type, JSONB)}
         self.primary = [column.name for column in table.primary_key.columns]
+        self.columns = ", ".join(f'"{name}"' for name in self.key)
         self._inserts: dict[tuple[str, ...], str] = {}
 
     def load(self, row: asyncpg.Record) -> Any:
@@ -54,14 +57,13 @@ class _Shape:
 
 _SHAPES = {cls: _Shape(cls) for cls in (Payment, PaymentAttempt, PaymentEvent)}
 _PAYMENT = _SHAPES[Payment]
-_PAYMENT_COLUMNS = ", ".join(f'"{name}"' for name in _PAYMENT.key)
 # Everything but the key, rewritten from values read under the row's lock: one
 # statement for every change the hot path makes, and no update can be lost.
 _SAVED = [name for name in _PAYMENT.key if name not in _PAYMENT.primary]
 _SAVE_PAYMENT = "UPDATE payments SET {} WHERE id = $1".format(
     ", ".join(f'"{name}" = ${i}' for i, name in enumerate(_SAVED, start=2))
 )
-_BY_ID = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE id = $1"
+_BY_ID = f"SELECT {_PAYMENT.columns} FROM payments WHERE id = $1"
 _BY_ACCOUNT_AND_ID = f"{_BY_ID} AND account_id = $2"
 
 
@@ -85,9 +87,16 @@ async def payment(
     return _PAYMENT.load(row) if row is not None else None
 
 
+async def of_payment(conn: asyncpg.Connection, cls: type[T], payment_id: uuid.UUID, *, order: str) -> list[T]:
+    """A payment's rows in another table (its events, refunds, disputes), in `order`."""
+    shape = _shape(cls)
+    query = f"SELECT {shape.columns} FROM {shape.table} WHERE payment_id = $1 ORDER BY {order}"
+    return [shape.load(row) for row in await conn.fetch(query, payment_id)]
+
+
 async def insert(conn: asyncpg.Connection, rows: Iterable[object]) -> None:
     for row in rows:
-        statement, args = _shape(row).insert(row)
+        statement, args = _shape(type(row)).insert(row)
         await conn.execute(statement, *args)
 
 
@@ -134,7 +143,7 @@ async def close_open_attempts(
     )
 
 
-def _shape(row: object) -> _Shape:
-    if (shape := _SHAPES.get(type(row))) is None:
-        shape = _SHAPES[type(row)] = _Shape(type(row))  # rows added by hooks, e.g. a receipt email
+def _shape(cls: type) -> _Shape:
+    if (shape := _SHAPES.get(cls)) is None:
+        shape = _SHAPES[cls] = _Shape(cls)  # e.g. a receipt email a hook added, a payment's refunds
     return shape

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,11 +143,6 @@ class RefundService:
                 row.status = FAILED
                 row.failure_reason = error.code or "processor_refused"
                 row.updated_at = datetime.now(UTC)
-
-    async def for_payment(self, payment_id: uuid.UUID) -> Sequence[Refund]:
-        """A payment's refunds, oldest first (the caller has checked the account)."""
-        async with self.database.transaction() as session:
-            return await repository.for_payment(session, payment_id)
 
 
 async def _reserve(
