@@ -389,9 +389,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=5, help="load-generator processes sharing the clients")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3.0, help="discarded seconds before each window")
-    parser.add_argument("--rate", type=float, nargs="+", default=None,
-                        help="pace the clients: pairs/s offered in all, one run per value (default: closed loop, "
-                             "every client back to back)")
+    parser.add_argument("--rate", type=float, nargs="+", default=[0],
+                        help="pace the clients: pairs/s offered in all, one run per value; 0 (the default) is "
+                             "closed loop, every client back to back")
     parser.add_argument("--workers", type=int, default=1, help="paymentd serve --workers")
     parser.add_argument("--stripe-rps", type=int, default=100_000,
                         help="paymentd's PAYMENTD_STRIPE_RPS: high by default, so the outbound limiter is passed "
@@ -449,10 +449,10 @@ def main() -> None:
         print(f"stripe_sim pid {sim.pid} {sim_url}, paymentd pid {api.pid} {api_url}, database {db_name}; logs in {workdir}", file=sys.stderr)
 
         loads = []
-        for rate in args.rate or [None]:
+        for rate in args.rate:
             direct = run_phase("direct", sim_url, {"Authorization": f"Bearer {SIM_KEY}"}, user_ids, args, watched, rate)
             through = run_phase("paymentd", api_url, auth, user_ids, args, watched, rate)
-            loads.append(Load(rate, direct, through))
+            loads.append(Load(rate or None, direct, through))
             print(f"{loads[-1].label}: direct {len(direct.samples)} samples, {direct.errors()} errors; "
                   f"paymentd {len(through.samples)} samples, {through.errors()} errors", file=sys.stderr)
 

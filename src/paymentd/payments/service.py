@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.auth.service import Principal
 from paymentd.db import Database, retry_store
+from paymentd.disputes.models import Dispute
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.logs import log
 from paymentd.money import Money
 from paymentd.payments import repository, sql, sync
 from paymentd.payments.background import Background
-from paymentd.disputes.models import Dispute
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.schemas import PaymentCancel, PaymentCapture, PaymentConfirm, PaymentCreate
 from paymentd.payments.states import PaymentStatus, can_move
@@ -294,17 +294,7 @@ class PaymentService:
             await retry_store(partial(self._end_attempt, payment_id, number, "failed", error, actor))
             raise translate(error) from error
 
-        async def record() -> Payment:
-            async with self.database.sql_transaction() as conn:
-                row = await sql.payment(conn, payment_id, lock=True)
-                batch = sql.Batch()
-                if sync.apply_provider_payment(batch, row, intent, actor):
-                    await sql.save(conn, row, batch)
-                if (outcome := sync.confirmed_outcome(intent)) is not None:
-                    await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
-            return row
-
-        payment = await retry_store(record)
+        payment = await retry_store(partial(self._record, payment_id, intent, actor))
         log.info("payment.confirmed", payment_id=str(payment_id), status=payment.status, attempt=number)
         return payment
 
@@ -404,9 +394,18 @@ class PaymentService:
             intent = await call
         except provider_types.ProviderError as error:
             raise translate(error) from error
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id, lock=True)
-            sync.apply_provider_payment(session, payment, intent, actor)
+        return await self._record(payment_id, intent, actor)
+
+    async def _record(self, payment_id: uuid.UUID, intent: ProviderPayment, actor: Actor) -> Payment:
+        """Stripe's answer onto the payment, under its lock; open attempts take the
+        outcome it reports. Plain SQL: every confirm ends here (payments/sql.py)."""
+        async with self.database.sql_transaction() as conn:
+            payment = await sql.payment(conn, payment_id, lock=True)
+            batch = sql.Batch()
+            if sync.apply_provider_payment(batch, payment, intent, actor):
+                await sql.save(conn, payment, batch)
+            if (outcome := sync.confirmed_outcome(intent)) is not None:
+                await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
         return payment
 
     async def _answer(
@@ -423,17 +422,20 @@ class PaymentService:
         stands (moved to `processing` where that says what is happening)."""
         if await self.background.within(task, wait_s):
             return Outcome(self._result(task))
-        async with self.database.transaction() as session:
-            payment = await repository.get_by_id(session, payment_id, lock=True)
+        # Plain SQL: with Stripe slow, every confirm answers from here (payments/sql.py).
+        async with self.database.sql_transaction() as conn:
+            payment = await sql.payment(conn, payment_id, lock=True)
             if task.done():  # finished while we took the lock
                 return Outcome(self._result(task))
-            if attempt is not None and (await repository.attempt(session, payment_id, attempt)).outcome not in (
-                repository.OPEN_OUTCOMES
-            ):
-                # The outcome is already recorded (a decline, say); the task is only returning it.
-                return Outcome(await task)
+            if attempt is not None:
+                open_attempt = await sql.open_attempt(conn, payment_id)
+                if open_attempt is None or open_attempt.number != attempt:
+                    # The outcome is already recorded (a decline, say); the task is only returning it.
+                    return Outcome(await task)
             if pending_status and can_move(PaymentStatus(payment.status), pending_status):
-                sync.move(session, payment, pending_status, actor)
+                batch = sql.Batch()
+                sync.move(batch, payment, pending_status, actor)
+                await sql.save(conn, payment, batch)
         log.info("payment.accepted", payment_id=str(payment_id), status=payment.status)
         return Outcome(payment, accepted=True)
 

@@ -1,9 +1,10 @@
 """The payment hot path in plain SQL on the asyncpg driver.
 
-Every payment is created, confirmed and has Stripe's answer recorded; through the
-ORM session those statements cost about four times the CPU of the same SQL on the
-driver (bench/results/core-latency-2026-11-26-sql.md). Rows still come back as the
-ORM classes, unattached, so states, sync and the presenters read them as ever;
+Every payment is created, confirmed, has Stripe's answer recorded and is read back
+(GET); through the ORM session those statements cost three to four times the CPU of
+the same SQL on the driver, about half of paymentd's CPU per payment
+(bench/results/core-latency-2026-11-26-sql.md). Rows still come back as the ORM
+classes, unattached, so states, sync and the presenters read them as ever;
 everything off this path keeps the ORM session.
 """
 
