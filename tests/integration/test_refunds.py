@@ -211,10 +211,11 @@ async def test_idempotent_refund_is_replayed(merchant: Merchant, sim) -> None:  
 
 async def test_slow_stripe_answers_202_pending_then_settles(merchant: Merchant, sim_config, sim) -> None:  # type: ignore[no-untyped-def]
     payment = await paid(merchant, "40.00")
-    sim_config(latency_by_operation={REFUND_CREATE: {"latency_ms": 1500}})
+    sim_config(latency_by_operation={REFUND_CREATE: {"latency_ms": 2500}})
     started = time.monotonic()
     response = await refund(merchant, payment["id"], amount="15.00")
-    assert time.monotonic() - started < 1.2
+    # Answered on the 400 ms budget, long before Stripe's 2.5 s (room for a loaded machine).
+    assert time.monotonic() - started < 2.0
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "pending"
 

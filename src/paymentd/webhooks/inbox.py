@@ -37,6 +37,7 @@ from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import repository, sync
+from paymentd.payments.models import Payment
 from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
 from paymentd.providers.base import (
     ProviderError,
@@ -163,14 +164,17 @@ async def _apply(deps: Deps, event_id: str) -> str:
             return await _finish(session, row, outcome)
         if not isinstance(event.object, ProviderPayment) or event.payment_intent_id is None:
             return await _finish(session, row, IGNORED_NOT_PAYMENT)
-        payment = await repository.get_by_intent(session, event.payment_intent_id)
+        payment = await repository.get_by_intent(session, event.payment_intent_id, lock=True)
         if payment is None:
             raise PaymentNotYetKnown(event.payment_intent_id)
+        intent: ProviderPayment = event.object
+        if intent.status is ProviderStatus.unknown:
+            return await _finish(session, row, IGNORED_UNKNOWN_STATUS)
         current, seen = payment.status, payment.updated_at
         details_known = payment.payment_method_details is not None
-    intent: ProviderPayment = event.object
-    if intent.status is ProviderStatus.unknown:
-        return await _finish_by_id(deps, event_id, IGNORED_UNKNOWN_STATUS)
+        if not _needs_truth(current, intent) and not _lacks_details(details_known, intent):
+            # The usual case: nothing to ask Stripe, so applied under the locks already held.
+            return await _apply_payment(session, row, event, payment, intent, actor, verified=False)
     verified = False
     # Normally one pass; again only if the payment moved between our look and our lock.
     for _ in range(3):
@@ -201,25 +205,30 @@ async def _apply(deps: Deps, event_id: str) -> str:
                 details_known = payment.payment_method_details is not None
                 intent = event.object
                 continue
-            target = intent.status.value
-            if payment.status in PAST_THE_CHARGE:
-                # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
-                # its snapshot says nothing about them; taken as a move, it would undo a
-                # refund (the state machine allows refunded -> succeeded for failed refunds).
-                outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
-            elif intent.status is not ProviderStatus.unknown and (
-                target == payment.status or can_move(payment.status, target)
-            ):
-                sync.apply_provider_payment(session, payment, intent, actor)
-                await sync.settle_open_attempts(session, payment, intent)
-                outcome = APPLIED_VERIFIED if verified else APPLIED
-            else:
-                # A report the state machine refuses: do not copy its fields either.
-                outcome = f"ignored: stale ({target} reported, payment is {payment.status})"
-            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome,
-                     payment_id=str(payment.id))
-            return await _finish(session, row, outcome)
+            return await _apply_payment(session, row, event, payment, intent, actor, verified=verified)
     raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
+
+
+async def _apply_payment(
+    session: Any, row: WebhookEvent, event: ProviderEvent, payment: Payment, intent: ProviderPayment, actor: sync.Actor,
+    *, verified: bool,
+) -> str:
+    """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
+    target = intent.status.value
+    if payment.status in PAST_THE_CHARGE:
+        # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
+        # its snapshot says nothing about them; taken as a move, it would undo a
+        # refund (the state machine allows refunded -> succeeded for failed refunds).
+        outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
+    elif intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
+        sync.apply_provider_payment(session, payment, intent, actor)
+        await sync.settle_open_attempts(session, payment, intent)
+        outcome = APPLIED_VERIFIED if verified else APPLIED
+    else:
+        # A report the state machine refuses: do not copy its fields either.
+        outcome = f"ignored: stale ({target} reported, payment is {payment.status})"
+    log.info("webhook.applied", event_id=row.id, type=event.type, outcome=outcome, payment_id=str(payment.id))
+    return await _finish(session, row, outcome)
 
 
 def _lacks_details(details_known: bool, intent: ProviderPayment) -> bool:
@@ -242,15 +251,6 @@ async def _finish(session: Any, row: WebhookEvent, outcome: str) -> str:
     row.attempts += 1
     row.last_error = None
     return outcome
-
-
-async def _finish_by_id(deps: Deps, event_id: str, outcome: str) -> str:
-    async with deps.database.transaction() as session:
-        row = await session.get(WebhookEvent, event_id, with_for_update=True)
-        assert row is not None
-        if row.processed_at is not None:
-            return row.outcome or APPLIED
-        return await _finish(session, row, outcome)
 
 
 async def give_up(database: Database, event_id: str, outcome: str) -> None:
