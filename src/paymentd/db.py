@@ -59,8 +59,16 @@ class Database:
         cost more CPU than the statements."""
         async with self.engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
-            async with driver.transaction():
-                yield driver
+            try:
+                async with driver.transaction():
+                    yield driver
+            except Exception as error:
+                if not driver.is_closed():
+                    raise
+                # Lost (PostgreSQL restarted, the backend was killed). Through the ORM,
+                # SQLAlchemy would drop it from the pool; here that is ours to do.
+                await connection.invalidate()
+                raise ConnectionError("the database connection was lost") from error
 
     async def dispose(self) -> None:
         await self.engine.dispose()

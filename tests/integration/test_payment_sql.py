@@ -113,3 +113,23 @@ def test_driver_errors_count_as_the_store_being_unavailable_or_not() -> None:
     assert store_unavailable(asyncpg.exceptions.TooManyConnectionsError("too many"))
     assert store_unavailable(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))
     assert not store_unavailable(asyncpg.UniqueViolationError("duplicate key"))
+
+
+async def test_a_connection_lost_under_plain_sql_is_not_handed_out_again(database_url: str) -> None:
+    database = Database(database_url, pool_size=1)  # one connection: the next checkout gets the same one
+    try:
+        async with database.sql_transaction() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+        killer = await asyncpg.connect(database_url)
+        try:
+            await killer.execute("SELECT pg_terminate_backend($1)", backend)
+        finally:
+            await killer.close()
+        with pytest.raises(Exception) as lost:  # the pool could not know yet
+            async with database.sql_transaction() as conn:
+                await conn.fetchval("SELECT 1")
+        assert store_unavailable(lost.value)  # a retryable 503, not a 500
+        async with database.sql_transaction() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != backend
+    finally:
+        await database.dispose()
