@@ -66,6 +66,7 @@ _SAVE_PAYMENT = "UPDATE payments SET {} WHERE id = $1".format(
 )
 _BY_ID = f"SELECT {_PAYMENT.columns} FROM payments WHERE id = $1"
 _BY_ACCOUNT_AND_ID = f"{_BY_ID} AND account_id = $2"
+_BY_INTENT = f"SELECT {_PAYMENT.columns} FROM payments WHERE stripe_payment_intent_id = $1"
 
 
 class Batch:
@@ -85,6 +86,12 @@ async def payment(
     query = _BY_ACCOUNT_AND_ID if account_id is not None else _BY_ID
     args = (payment_id, account_id) if account_id is not None else (payment_id,)
     row = await conn.fetchrow(query + " FOR UPDATE" if lock else query, *args)
+    return _PAYMENT.load(row) if row is not None else None
+
+
+async def payment_by_intent(conn: asyncpg.Connection, intent_id: str, *, lock: bool = False) -> Payment | None:
+    """The payment a PaymentIntent belongs to (for Stripe's reports about it)."""
+    row = await conn.fetchrow(_BY_INTENT + " FOR UPDATE" if lock else _BY_INTENT, intent_id)
     return _PAYMENT.load(row) if row is not None else None
 
 

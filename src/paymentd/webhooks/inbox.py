@@ -25,18 +25,19 @@ snapshot is harmless there and Stripe is not asked again.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from paymentd.db import Database
+from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
-from paymentd.payments import repository, sync
+from paymentd.payments import sql, sync
 from paymentd.payments.models import Payment
 from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
 from paymentd.providers.base import (
@@ -105,22 +106,14 @@ async def record(jobs: Jobs, event: ProviderEvent, *, source: str, defer: bool =
 
 async def store(database: Database, event: ProviderEvent, *, source: str) -> bool:
     """Store the event without queueing a job (the reconciler applies what it finds
-    itself). True when the event is new."""
-    statement = (
-        pg_insert(WebhookEvent)
-        .values(
-            id=event.id,
-            type=event.type,
-            created=event.created,
-            payment_intent_id=event.payment_intent_id,
-            payload=event_to_json(event),
-            source=source,
+    itself). True when the event is new. Plain SQL: one per payment in a catch-up."""
+    async with database.sql_transaction() as conn:
+        stored = await conn.fetchval(
+            "INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (id) DO NOTHING RETURNING id",
+            event.id, event.type, event.created, event.payment_intent_id, json.dumps(event_to_json(event)), source,
         )
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(WebhookEvent.id)
-    )
-    async with database.transaction() as session:
-        return (await session.execute(statement)).first() is not None
+    return stored is not None
 
 
 def _intermediate(status: ProviderStatus) -> bool:
@@ -164,7 +157,7 @@ async def _apply(deps: Deps, event_id: str) -> str:
             return await _finish(session, row, outcome)
         if not isinstance(event.object, ProviderPayment) or event.payment_intent_id is None:
             return await _finish(session, row, IGNORED_NOT_PAYMENT)
-        payment = await repository.get_by_intent(session, event.payment_intent_id, lock=True)
+        payment = await sql.payment_by_intent(await driver_of(session), event.payment_intent_id, lock=True)
         if payment is None:
             raise PaymentNotYetKnown(event.payment_intent_id)
         intent: ProviderPayment = event.object
@@ -196,7 +189,7 @@ async def _apply(deps: Deps, event_id: str) -> str:
             assert row is not None
             if row.processed_at is not None:
                 return row.outcome or APPLIED
-            payment = await repository.get_by_intent(session, event.payment_intent_id, lock=True)
+            payment = await sql.payment_by_intent(await driver_of(session), event.payment_intent_id, lock=True)
             assert payment is not None  # payments are never deleted
             # Unverified and now suspicious, or verified against a payment that moved
             # since (the API answered meanwhile): look again.
@@ -213,7 +206,8 @@ async def _apply_payment(
     session: Any, row: WebhookEvent, event: ProviderEvent, payment: Payment, intent: ProviderPayment, actor: sync.Actor,
     *, verified: bool,
 ) -> str:
-    """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
+    """The PaymentIntent report onto the payment, both rows locked; the inbox row closed.
+    The payment is written in plain SQL beside the session's inbox row (payments/sql.py)."""
     target = intent.status.value
     if payment.status in PAST_THE_CHARGE:
         # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
@@ -221,8 +215,11 @@ async def _apply_payment(
         # refund (the state machine allows refunded -> succeeded for failed refunds).
         outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
     elif intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
-        sync.apply_provider_payment(session, payment, intent, actor)
-        await sync.settle_open_attempts(session, payment, intent)
+        conn, batch = await driver_of(session), sql.Batch()
+        if sync.apply_provider_payment(batch, payment, intent, actor):
+            await sql.save(conn, payment, batch)
+        if (settled := sync.confirmed_outcome(intent)) is not None:
+            await sql.close_open_attempts(conn, payment.id, **asdict(settled))
         outcome = APPLIED_VERIFIED if verified else APPLIED
     else:
         # A report the state machine refuses: do not copy its fields either.
