@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import httpx
 
 from tests.conftest import Merchant
@@ -187,3 +190,32 @@ async def test_confirm_without_any_payment_method(merchant: Merchant) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "payment_method"
     assert (await get(merchant, payment["id"]))["events"][-1]["to"] == "requires_payment_method"
+
+
+async def test_concurrent_confirms_of_one_payment_charge_it_once(merchant: Merchant, sim, database) -> None:  # type: ignore[no-untyped-def]
+    """Twenty confirms at once, each its own request (no shared Idempotency-Key), all
+    queued behind the payment's row lock: the first opens the attempt, every other one
+    then finds it in progress or done. Without confirm's lock they would all pass the
+    check and collide on attempt number 1."""
+    user = await merchant.user()
+    payment = await create(merchant, user["id"])
+    async with database.sql_transaction() as conn:
+        await conn.execute("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE", uuid.UUID(payment["id"]))
+        pending = [asyncio.create_task(confirm(merchant, payment["id"], payment_method="pm_card_visa")) for _ in range(20)]
+        await asyncio.sleep(0.5)  # let every request reach the lock
+    answers = await asyncio.gather(*pending)
+
+    # The one that got through waited on the lock past its budget, so it may answer 202.
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses[1:] == [409] * 19 and statuses[0] in (200, 202), [a.text for a in answers]
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} <= {"payment_in_progress", "invalid_state"}
+    for _ in range(50):
+        if (detail := await get(merchant, payment["id"]))["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.1)
+    assert detail["status"] == "succeeded"
+    log = httpx.get(f"{sim.url}/_sim/requests").json()["data"]
+    confirms = [r for r in log if r["path"] == f"/v1/payment_intents/{payment['stripe_payment_intent_id']}/confirm"]
+    assert [r["idempotency_key"] for r in confirms] == [f"paymentd:{payment['id']}:confirm:1"]
+    moves = [e["to"] for e in detail["events"]]  # `processing` between them when it answered 202
+    assert moves[0] == "requires_payment_method" and moves[-1] == "succeeded" and moves.count("succeeded") == 1
