@@ -26,12 +26,11 @@ snapshot is harmless there and Stripe is not asked again.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
+import asyncpg
 from psycopg.types.json import Jsonb
-from sqlalchemy import update
 
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
@@ -126,48 +125,70 @@ async def apply(deps: Deps, event_id: str) -> str:
     try:
         return await _apply(deps, event_id)
     except Exception as error:
-        async with deps.database.transaction() as session:
-            await session.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
-                .values(attempts=WebhookEvent.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:500])
+        async with deps.database.sql_transaction() as conn:
+            await conn.execute(
+                "UPDATE webhook_events SET attempts = attempts + 1, last_error = $2"
+                " WHERE id = $1 AND processed_at IS NULL",
+                event_id, f"{type(error).__name__}: {error}"[:500],
             )
         raise
 
 
+# The inbox row and the payment are read and written in plain SQL (payments/sql.py):
+# every payment brings at least one event, and through the ORM session applying it
+# cost more CPU than the API calls that made the payment.
+_LOCK_ROW = "SELECT processed_at, outcome, payload, source FROM webhook_events WHERE id = $1 FOR UPDATE"
+
+
+@dataclass(frozen=True)
+class _Row:
+    """An inbox row under its lock: already done (its outcome), or its event to apply."""
+
+    done: str | None
+    event: ProviderEvent
+    actor: sync.Actor
+
+
+async def _lock(conn: asyncpg.Connection, event_id: str) -> _Row:
+    row = await conn.fetchrow(_LOCK_ROW, event_id)
+    if row is None:
+        raise LookupError(f"no inbox row {event_id}")
+    done = (row["outcome"] or APPLIED) if row["processed_at"] is not None else None
+    actor = sync.RECONCILER if row["source"] == "reconciler" else sync.WEBHOOK
+    return _Row(done, event_from_json(row["payload"]), actor)
+
+
+async def _finish(conn: asyncpg.Connection, event_id: str, outcome: str) -> str:
+    await conn.execute(
+        "UPDATE webhook_events SET processed_at = clock_timestamp(), outcome = $2, attempts = attempts + 1,"
+        " last_error = NULL WHERE id = $1 AND processed_at IS NULL",
+        event_id, outcome,
+    )
+    return outcome
+
+
 async def _apply(deps: Deps, event_id: str) -> str:
-    async with deps.database.transaction() as session:
-        row = await session.get(WebhookEvent, event_id, with_for_update=True)
-        if row is None:
-            raise LookupError(f"no inbox row {event_id}")
-        if row.processed_at is not None:
-            return row.outcome or APPLIED
-        event = event_from_json(row.payload)
-        source = row.source
-        actor = sync.RECONCILER if source == "reconciler" else sync.WEBHOOK
-        if event.type in REFUND_EVENT_TYPES and isinstance(event.object, ProviderRefund):
-            # Raises RefundNotYetKnown while one of the payment's own refund calls is unanswered.
-            outcome = await refunds.apply_refund_event(session, event.object, actor)
-            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)
-            return await _finish(session, row, outcome)
-        if event.type in DISPUTE_EVENT_TYPES:
-            # Raises DisputeNotYetApplicable while the payment is not captured here yet.
-            outcome = await disputes.apply_dispute_event(session, event, actor)
-            log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)
-            return await _finish(session, row, outcome)
-        if not isinstance(event.object, ProviderPayment) or event.payment_intent_id is None:
-            return await _finish(session, row, IGNORED_NOT_PAYMENT)
-        payment = await sql.payment_by_intent(await driver_of(session), event.payment_intent_id, lock=True)
-        if payment is None:
-            raise PaymentNotYetKnown(event.payment_intent_id)
-        intent: ProviderPayment = event.object
-        if intent.status is ProviderStatus.unknown:
-            return await _finish(session, row, IGNORED_UNKNOWN_STATUS)
-        current, seen = payment.status, payment.updated_at
-        details_known = payment.payment_method_details is not None
-        if not _needs_truth(current, intent) and not _lacks_details(details_known, intent):
-            # The usual case: nothing to ask Stripe, so applied under the locks already held.
-            return await _apply_payment(session, row, event, payment, intent, actor, verified=False)
+    async with deps.database.sql_transaction() as conn:
+        row = await _lock(conn, event_id)
+        if row.done is not None:
+            return row.done
+        event, actor = row.event, row.actor
+        about_payment = (isinstance(event.object, ProviderPayment) and event.payment_intent_id is not None
+                         and event.type not in DISPUTE_EVENT_TYPES)
+        if about_payment:
+            payment = await sql.payment_by_intent(conn, event.payment_intent_id, lock=True)
+            if payment is None:
+                raise PaymentNotYetKnown(event.payment_intent_id)
+            intent: ProviderPayment = event.object
+            if intent.status is ProviderStatus.unknown:
+                return await _finish(conn, event_id, IGNORED_UNKNOWN_STATUS)
+            current, seen = payment.status, payment.updated_at
+            details_known = payment.payment_method_details is not None
+            if not _needs_truth(current, intent) and not _lacks_details(details_known, intent):
+                # The usual case: nothing to ask Stripe, so applied under the locks already held.
+                return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=False)
+    if not about_payment:
+        return await _apply_other(deps, event_id, event, actor)
     verified = False
     # Normally one pass; again only if the payment moved between our look and our lock.
     for _ in range(3):
@@ -184,12 +205,11 @@ async def _apply(deps: Deps, event_id: str) -> str:
             except ProviderError as error:
                 log.info("webhook.details_unavailable", event_id=event_id, error_type=type(error).__name__)
                 details_known = True  # do not ask again in this run
-        async with deps.database.transaction() as session:
-            row = await session.get(WebhookEvent, event_id, with_for_update=True)
-            assert row is not None
-            if row.processed_at is not None:
-                return row.outcome or APPLIED
-            payment = await sql.payment_by_intent(await driver_of(session), event.payment_intent_id, lock=True)
+        async with deps.database.sql_transaction() as conn:
+            row = await _lock(conn, event_id)
+            if row.done is not None:
+                return row.done
+            payment = await sql.payment_by_intent(conn, event.payment_intent_id, lock=True)
             assert payment is not None  # payments are never deleted
             # Unverified and now suspicious, or verified against a payment that moved
             # since (the API answered meanwhile): look again.
@@ -198,16 +218,15 @@ async def _apply(deps: Deps, event_id: str) -> str:
                 details_known = payment.payment_method_details is not None
                 intent = event.object
                 continue
-            return await _apply_payment(session, row, event, payment, intent, actor, verified=verified)
+            return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=verified)
     raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
 
 
 async def _apply_payment(
-    session: Any, row: WebhookEvent, event: ProviderEvent, payment: Payment, intent: ProviderPayment, actor: sync.Actor,
-    *, verified: bool,
+    conn: asyncpg.Connection, event_id: str, event: ProviderEvent, payment: Payment, intent: ProviderPayment,
+    actor: sync.Actor, *, verified: bool,
 ) -> str:
-    """The PaymentIntent report onto the payment, both rows locked; the inbox row closed.
-    The payment is written in plain SQL beside the session's inbox row (payments/sql.py)."""
+    """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
     target = intent.status.value
     if payment.status in PAST_THE_CHARGE:
         # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
@@ -215,7 +234,7 @@ async def _apply_payment(
         # refund (the state machine allows refunded -> succeeded for failed refunds).
         outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
     elif intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
-        conn, batch = await driver_of(session), sql.Batch()
+        batch = sql.Batch()
         if sync.apply_provider_payment(batch, payment, intent, actor):
             await sql.save(conn, payment, batch)
         if (settled := sync.confirmed_outcome(intent)) is not None:
@@ -224,8 +243,26 @@ async def _apply_payment(
     else:
         # A report the state machine refuses: do not copy its fields either.
         outcome = f"ignored: stale ({target} reported, payment is {payment.status})"
-    log.info("webhook.applied", event_id=row.id, type=event.type, outcome=outcome, payment_id=str(payment.id))
-    return await _finish(session, row, outcome)
+    log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome, payment_id=str(payment.id))
+    return await _finish(conn, event_id, outcome)
+
+
+async def _apply_other(deps: Deps, event_id: str, event: ProviderEvent, actor: sync.Actor) -> str:
+    """Refund and dispute events, through their services' ORM sessions; anything else is ignored."""
+    async with deps.database.transaction() as session:
+        row = await session.get(WebhookEvent, event_id, with_for_update=True)  # the lock, again
+        if row.processed_at is not None:
+            return row.outcome or APPLIED
+        if event.type in REFUND_EVENT_TYPES and isinstance(event.object, ProviderRefund):
+            # Raises RefundNotYetKnown while one of the payment's own refund calls is unanswered.
+            outcome = await refunds.apply_refund_event(session, event.object, actor)
+        elif event.type in DISPUTE_EVENT_TYPES:
+            # Raises DisputeNotYetApplicable while the payment is not captured here yet.
+            outcome = await disputes.apply_dispute_event(session, event, actor)
+        else:
+            outcome = IGNORED_NOT_PAYMENT
+        log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)
+        return await _finish(await driver_of(session), event_id, outcome)
 
 
 def _lacks_details(details_known: bool, intent: ProviderPayment) -> bool:
@@ -242,17 +279,7 @@ def _needs_truth(current: str, intent: ProviderPayment) -> bool:
     return target != current and can_move(current, target) and _intermediate(intent.status)
 
 
-async def _finish(session: Any, row: WebhookEvent, outcome: str) -> str:
-    row.processed_at = datetime.now(UTC)
-    row.outcome = outcome
-    row.attempts += 1
-    row.last_error = None
-    return outcome
-
-
 async def give_up(database: Database, event_id: str, outcome: str) -> None:
     """Close a row no one can apply (its PaymentIntent is not paymentd's)."""
-    async with database.transaction() as session:
-        row = await session.get(WebhookEvent, event_id, with_for_update=True)
-        if row is not None and row.processed_at is None:
-            await _finish(session, row, outcome)
+    async with database.sql_transaction() as conn:
+        await _finish(conn, event_id, outcome)
