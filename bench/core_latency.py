@@ -181,6 +181,16 @@ def wait_http(url: str, timeout: float = 60.0, expect: int | None = 200) -> None
     raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
 
 
+def stop(children: list[subprocess.Popen]) -> None:
+    """The processes a run started, newest first: politely, then not."""
+    for child in reversed(children):
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def cli(env: dict, *args: str) -> str:
     done = subprocess.run([str(VENV_BIN / "paymentd"), *args], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -467,12 +477,7 @@ def main() -> None:
             out.write_text(text)
             print(f"written to {out}", file=sys.stderr)
     finally:
-        for child in reversed(children):
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop(children)
         if not args.keep:
             with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')

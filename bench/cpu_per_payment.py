@@ -41,7 +41,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from core_latency import ADMIN_URL, ROOT, VENV_BIN, cli, free_port, machine, wait_http  # noqa: E402
+from core_latency import ADMIN_URL, ROOT, VENV_BIN, cli, free_port, machine, stop, wait_http  # noqa: E402
 
 
 def _payments(api_url: str, key: str, user_id: str, flow: str, count: int) -> None:
@@ -118,12 +118,7 @@ def measure(src: Path | None, args: argparse.Namespace) -> float:
                 time.sleep(0.5)
         return (_cpu(api.pid) - before) / args.payments * 1000
     finally:
-        for child in reversed(children):
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop(children)
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
