@@ -41,7 +41,8 @@ async def test_a_payment_written_in_sql_reads_the_same_through_the_orm(database:
 
     async with database.transaction() as session:
         stored = await repository.get(session, merchant.account_id, payment.id)
-        events = await repository.events(session, payment.id)
+        events = (await session.scalars(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id)
+                                         .order_by(PaymentEvent.id))).all()
     assert (stored.metadata_, stored.payment_method_types, stored.amount) == (payment.metadata_, ["card", "sepa_debit"], 1999)
     assert stored.next_action is None and stored.description is None
     assert [(e.from_status, e.to_status, e.source) for e in events] == [(None, "requires_payment_method", "api")]
@@ -65,7 +66,8 @@ async def test_save_rewrites_the_row_and_adds_the_batch(database: Database, merc
         await sql.save(conn, row, batch)
     async with database.transaction() as session:
         stored = await repository.get_by_id(session, payment.id)
-        events = await repository.events(session, payment.id)
+        events = (await session.scalars(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id)
+                                         .order_by(PaymentEvent.id))).all()
     assert (stored.status, stored.last_payment_error, stored.metadata_) == ("canceled", {"code": "x"}, {})
     assert [e.to_status for e in events] == ["canceled"]
 

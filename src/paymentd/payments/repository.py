@@ -13,18 +13,17 @@ from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.errors import InvalidRequest
-from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
+from paymentd.payments.models import Payment, PaymentAttempt
 
 # Attempt outcomes that mean "Stripe may or may not have acted yet".
 OPEN_OUTCOMES = ("pending", "unknown")
 
 
-# Hot-path statements are built once: composing a query and computing its cache key
-# on every call cost about a tenth of paymentd's CPU per payment.
+# Built once: composing a query and computing its cache key on every call is not free.
+# (The busiest reads and writes are plain SQL in sql.py.)
 _BY_ID = select(Payment).where(Payment.id == bindparam("payment_id"))
 _BY_ACCOUNT_AND_ID = _BY_ID.where(Payment.account_id == bindparam("account_id"))
 _BY_INTENT = select(Payment).where(Payment.stripe_payment_intent_id == bindparam("intent_id"))
-_EVENTS = select(PaymentEvent).where(PaymentEvent.payment_id == bindparam("payment_id")).order_by(PaymentEvent.id)
 _ATTEMPT = select(PaymentAttempt).where(
     PaymentAttempt.payment_id == bindparam("payment_id"), PaymentAttempt.number == bindparam("number")
 )
@@ -47,10 +46,6 @@ async def get_by_id(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool 
 
 async def get_by_intent(session: AsyncSession, intent_id: str, *, lock: bool = False) -> Payment | None:
     return await session.scalar(_maybe_locked(_BY_INTENT, lock), {"intent_id": intent_id})
-
-
-async def events(session: AsyncSession, payment_id: uuid.UUID) -> Sequence[PaymentEvent]:
-    return (await session.scalars(_EVENTS, {"payment_id": payment_id})).all()
 
 
 async def attempt(session: AsyncSession, payment_id: uuid.UUID, number: int) -> PaymentAttempt:
