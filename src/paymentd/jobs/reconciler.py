@@ -28,7 +28,6 @@ from sqlalchemy import select, text
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import sync
-from paymentd.payments.models import Payment
 from paymentd.providers.base import ProviderError
 from paymentd.providers.limiter import outbound_deadline
 from paymentd.refunds.service import reconcile_refunds
@@ -144,14 +143,21 @@ async def catch_up_events(deps: Deps, now: datetime, after: timedelta, report: S
     report.events_listed = len(listed)
     intents = {event.payment_intent_id for event in listed if event.payment_intent_id}
     known: set[str] = set()
+    stored: set[str] = set()
     if intents:
+        # = ANY(array), not IN: a day's lookback may list more events than a statement takes parameters.
         async with deps.database.transaction() as session:
-            rows = await session.scalars(
-                select(Payment.stripe_payment_intent_id).where(Payment.stripe_payment_intent_id.in_(intents))
-            )
-            known = set(rows.all())
+            known = set(await session.scalars(
+                text("SELECT stripe_payment_intent_id FROM payments WHERE stripe_payment_intent_id = ANY(:ids)"),
+                {"ids": list(intents)}))
+            # With webhooks arriving, nearly every listed event is in the inbox already:
+            # one query here rather than one insert attempt per event.
+            stored = set(await session.scalars(
+                text("SELECT id FROM webhook_events WHERE id = ANY(:ids)"), {"ids": [event.id for event in listed]}))
     # Stripe lists newest first; apply in the order things happened.
     for event in sorted(listed, key=lambda e: e.created):
+        if event.id in stored:
+            continue  # the webhook (or an earlier sweep) has it
         if event.payment_intent_id not in known:
             # Not paymentd's PaymentIntent, or its row is not committed yet: the
             # overlap brings a recent one back next sweep.
