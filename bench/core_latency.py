@@ -3,7 +3,7 @@
 One run starts everything itself: the Stripe simulator (`python -m stripe_sim`, zero injected
 latency), a fresh PostgreSQL database on the local server, and `paymentd serve` as a real process
 in sandbox mode against that simulator. Then, from several load-generator processes (asyncio +
-httpx; one Python process tops out near ~130 req/s, so the 50 connections are split between
+aiohttp, about a fifth of httpx's CPU per request; the 50 connections are split between
 processes), 50 concurrent clients loop create -> confirm:
 
   direct    POST /v1/payment_intents, then POST /v1/payment_intents/{id}/confirm on the
@@ -40,7 +40,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 import psutil
 import psycopg
@@ -63,7 +65,12 @@ class Sample:
     ok: bool
 
 
-async def _direct_pair(client: httpx.AsyncClient) -> list[Sample]:
+async def _post(client: aiohttp.ClientSession, path: str, **kwargs) -> tuple[int, dict]:
+    async with client.post(path, **kwargs) as r:
+        return r.status, await r.json()
+
+
+async def _direct_pair(client: aiohttp.ClientSession) -> list[Sample]:
     """What paymentd's StripeProvider sends for create and confirm, as form posts."""
     samples = []
     create = {
@@ -75,40 +82,40 @@ async def _direct_pair(client: httpx.AsyncClient) -> list[Sample]:
         "expand[0]": "latest_charge",
     }
     started, t0 = time.time(), time.perf_counter()
-    r = await client.post("/v1/payment_intents", data=create, headers={"Idempotency-Key": uuid.uuid4().hex})
-    ok = r.status_code == 200 and r.json().get("status") == "requires_payment_method"
+    status, body = await _post(client, "/v1/payment_intents", data=create, headers={"Idempotency-Key": uuid.uuid4().hex})
+    ok = status == 200 and body.get("status") == "requires_payment_method"
     samples.append(Sample("create", started, (time.perf_counter() - t0) * 1000, ok))
     if not ok:
         return samples
-    pi = r.json()["id"]
     started, t0 = time.time(), time.perf_counter()
-    r = await client.post(
-        f"/v1/payment_intents/{pi}/confirm",
+    status, body = await _post(
+        client,
+        f"/v1/payment_intents/{body['id']}/confirm",
         data={"payment_method": "pm_card_visa", "expand[0]": "latest_charge"},
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     # 202 `processing` is a valid answer too (the budget ran out before Stripe's did):
     # its latency counts, bounded by the budget, which is exactly what the client sees.
-    ok = (r.status_code, r.json().get("status")) in ((200, "succeeded"), (202, "processing"))
+    ok = (status, body.get("status")) in ((200, "succeeded"), (202, "processing"))
     samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
     return samples
 
 
-async def _paymentd_pair(client: httpx.AsyncClient, user_id: str) -> list[Sample]:
+async def _paymentd_pair(client: aiohttp.ClientSession, user_id: str) -> list[Sample]:
     samples = []
     started, t0 = time.time(), time.perf_counter()
-    r = await client.post("/api/payments/create", json={"user_id": user_id, "amount": "20.00"})
-    ok = r.status_code == 201
+    status, body = await _post(client, "/api/payments/create", json={"user_id": user_id, "amount": "20.00"})
+    ok = status == 201
     samples.append(Sample("create", started, (time.perf_counter() - t0) * 1000, ok))
     if not ok:
         return samples
     started, t0 = time.time(), time.perf_counter()
-    r = await client.post(
-        "/api/payments/confirm", json={"payment_id": r.json()["id"], "payment_method": "pm_card_visa"}
+    status, body = await _post(
+        client, "/api/payments/confirm", json={"payment_id": body["id"], "payment_method": "pm_card_visa"}
     )
     # 202 `processing` is a valid answer too (the budget ran out before Stripe's did):
     # its latency counts, bounded by the budget, which is exactly what the client sees.
-    ok = (r.status_code, r.json().get("status")) in ((200, "succeeded"), (202, "processing"))
+    ok = (status, body.get("status")) in ((200, "succeeded"), (202, "processing"))
     samples.append(Sample("confirm", started, (time.perf_counter() - t0) * 1000, ok))
     return samples
 
@@ -122,8 +129,10 @@ async def _drive(
     over) counts its lateness in the create's latency, so a slow server cannot hide
     behind clients that politely waited (coordinated omission)."""
     samples: list[Sample] = []
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
+    async with aiohttp.ClientSession(
+        base_url, headers=headers, connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as client:
 
         async def one_client() -> None:
             due = time.time() + (random.uniform(0, interval) if interval else 0)
@@ -139,7 +148,7 @@ async def _drive(
                         pair = await _paymentd_pair(client, user_id)
                     pair[0].started, pair[0].ms = started - late_ms / 1000, pair[0].ms + late_ms
                     samples.extend(pair)
-                except httpx.HTTPError:  # a dropped connection counts as a failed request, not a crash
+                except (aiohttp.ClientError, TimeoutError):  # a dropped connection counts as a failed request
                     samples.append(Sample("transport", started, 0.0, False))
                     await asyncio.sleep(0.05)
                 due = due + interval if interval else time.time()
@@ -322,6 +331,32 @@ class Load:
         return max(self.overhead("create", 99), self.overhead("confirm", 99))
 
 
+@dataclass
+class Webhooks:
+    """A webhook endpoint at the simulator for paymentd, registered as an operator would at
+    Stripe, its secret given to paymentd: the PaymentIntent events paymentd applies (the
+    bench makes no refunds or disputes)."""
+
+    sim_url: str
+    endpoint_id: str
+    secret: str
+
+    @classmethod
+    def register(cls, sim_url: str, url: str) -> Webhooks:
+        from paymentd.jobs.reconciler import PAYMENT_EVENT_TYPES
+
+        types = [t for t in PAYMENT_EVENT_TYPES if t.startswith("payment_intent.")]
+        form = [("url", url), *((f"enabled_events[{i}]", t) for i, t in enumerate(types))]
+        r = httpx.post(f"{sim_url}/v1/webhook_endpoints", content=urlencode(form),
+                       headers={"Authorization": f"Bearer {SIM_KEY}", "Content-Type": "application/x-www-form-urlencoded"})
+        r.raise_for_status()
+        return cls(sim_url, r.json()["id"], r.json()["secret"])
+
+    def enable(self, on: bool) -> None:
+        httpx.post(f"{self.sim_url}/v1/webhook_endpoints/{self.endpoint_id}", data={"disabled": str(not on).lower()},
+                   headers={"Authorization": f"Bearer {SIM_KEY}"}).raise_for_status()
+
+
 def report(loads: list[Load], args, command: str, info: dict[str, str], notes: list[str]) -> str:
     def row(name: str, ph: Phase) -> str:
         c, f = ph.latencies("create"), ph.latencies("confirm")
@@ -343,7 +378,11 @@ def report(loads: list[Load], args, command: str, info: dict[str, str], notes: l
         "each client running create -> confirm pairs, either back to back (closed loop) or paced so that all "
         "clients together offer a fixed rate (a paced pair that starts late counts its lateness in the create's "
         f"latency); warm-up {args.warmup:g} s discarded, measured window {args.duration:g} s per target and load; "
-        f"simulator at zero injected latency; paymentd `serve --workers {args.workers}`, log level "
+        f"simulator at zero injected latency; paymentd `serve --workers {args.workers}` with its job worker "
+        + ("as a separate `paymentd worker` process" if args.worker == "process" else "inside the API process")
+        + "; Stripe's events reach paymentd "
+        + ("as the simulator's signed webhooks" if args.events == "webhooks" else "only by the reconciler's sweep")
+        + f"; log level "
         f"{args.log_level}, outbound limit `PAYMENTD_STRIPE_RPS={args.stripe_rps}` "
         "(the limiter runs, but does not throttle: the simulator has no limit here).",
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
@@ -378,7 +417,7 @@ def report(loads: list[Load], args, command: str, info: dict[str, str], notes: l
             "",
             "CPU used during the measured window (cores busy, i.e. CPU-seconds per second):",
             "",
-            "| phase | stripe_sim | paymentd | postgres (all backends) | load generators |",
+            "| phase | stripe_sim | paymentd (API + worker) | postgres (all backends) | load generators |",
             "| --- | ---: | ---: | ---: | ---: |",
             *(
                 f"| {ph.target} | {ph.server_cpu.get('stripe_sim', 0) / ph.measured_s:.2f} | "
@@ -407,6 +446,13 @@ def main() -> None:
                         help="paymentd's PAYMENTD_STRIPE_RPS: high by default, so the outbound limiter is passed "
                              "through but never throttles (at 100/s it would cap paymentd at ~45 pairs/s and "
                              "this would measure the limiter's queue, not paymentd's overhead)")
+    parser.add_argument("--events", choices=["webhooks", "sweep"], default="webhooks",
+                        help="how paymentd hears of Stripe's events: the simulator's signed webhooks (as in "
+                             "production; the default), or only the reconciler's catch-up sweep every 30 s "
+                             "(what runs before 2026-11-26 17:30 UTC measured)")
+    parser.add_argument("--worker", choices=["process", "inline"], default="process",
+                        help="the job worker as its own `paymentd worker` process (DESIGN.md's production "
+                             "shape; the default) or inside the API process (`serve`'s embedded default)")
     parser.add_argument("--log-level", default="INFO", help="paymentd's PAYMENTD_LOG_LEVEL (default INFO, as shipped)")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
@@ -430,9 +476,14 @@ def main() -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{db_name}"')
         database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
+        api_url = f"http://127.0.0.1:{api_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL"))}
         env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level,
-                "PAYMENTD_STRIPE_RPS": str(args.stripe_rps)}
+                "PAYMENTD_STRIPE_RPS": str(args.stripe_rps),
+                "PAYMENTD_RUN_WORKER": "true" if args.worker == "inline" else "false"}
+        hooks = Webhooks.register(sim_url, f"{api_url}/api/webhooks/stripe") if args.events == "webhooks" else None
+        if hooks:
+            env["STRIPE_WEBHOOK_SECRET"] = hooks.secret
         cli(env, "account", "create", "bench")  # also migrates
         key = cli(env, "apikey", "create", "--account", "bench", "--scope", "admin")
 
@@ -442,7 +493,9 @@ def main() -> None:
             env=env, stdout=open(workdir / "paymentd.log", "wb"), stderr=subprocess.STDOUT,
         )
         children.append(api)
-        api_url = f"http://127.0.0.1:{api_port}"
+        if args.worker == "process":
+            children.append(subprocess.Popen([str(VENV_BIN / "paymentd"), "worker"], env=env,
+                                             stdout=open(workdir / "worker.log", "wb"), stderr=subprocess.STDOUT))
         wait_http(f"{api_url}/readyz")
         auth = {"Authorization": f"Bearer {key}"}
         user_ids = []
@@ -455,12 +508,18 @@ def main() -> None:
         def tree(pid: int) -> Callable[[], list[psutil.Process]]:
             return lambda: [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
 
-        watched = {"stripe_sim": tree(sim.pid), "paymentd": tree(api.pid), "postgres": postgres_processes}
+        paymentd_pids = [child.pid for child in children[1:]]  # the API and, if separate, its worker
+        watched = {"stripe_sim": tree(sim.pid), "paymentd": lambda: [p for pid in paymentd_pids for p in tree(pid)()],
+                   "postgres": postgres_processes}
         print(f"stripe_sim pid {sim.pid} {sim_url}, paymentd pid {api.pid} {api_url}, database {db_name}; logs in {workdir}", file=sys.stderr)
 
         loads = []
         for rate in args.rate:
+            if hooks:
+                hooks.enable(False)  # intents made straight at the simulator are not paymentd's to hear about
             direct = run_phase("direct", sim_url, {"Authorization": f"Bearer {SIM_KEY}"}, user_ids, args, watched, rate)
+            if hooks:
+                hooks.enable(True)
             through = run_phase("paymentd", api_url, auth, user_ids, args, watched, rate)
             loads.append(Load(rate or None, direct, through))
             print(f"{loads[-1].label}: direct {len(direct.samples)} samples, {direct.errors()} errors; "

@@ -31,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+import aiohttp
 import httpx
 import psycopg
 
@@ -58,34 +59,36 @@ def percentile(values: list[float], q: float) -> float:
 
 async def _drive(url: str, key: str, user_id: str, count: int, rate: float, out: mp.Queue) -> None:
     samples: list[tuple[str, float, int]] = []
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120,
-                                 limits=limits) as client:
+    # aiohttp: about a fifth of httpx's CPU per request, and the generators share the two
+    # cores with everything they measure.
+    async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {key}"},
+                                     connector=aiohttp.TCPConnector(limit=count),
+                                     timeout=aiohttp.ClientTimeout(total=120)) as client:
 
-        async def call(kind: str, method: str, path: str, body: dict | None = None) -> httpx.Response | None:
+        async def call(kind: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict] | None:
             idem = str(uuid.uuid4())
             for _ in range(MAX_TRIES):
                 started = time.perf_counter()
                 try:
-                    if method == "GET":
-                        response = await client.get(path)
-                    else:
-                        response = await client.post(path, json=body, headers={"Idempotency-Key": idem})
-                except httpx.TransportError:
+                    headers = {} if method == "GET" else {"Idempotency-Key": idem}
+                    async with client.request(method, path, json=body, headers=headers) as response:
+                        status, answer, retry_after = response.status, await response.json(), response.headers.get(
+                            "retry-after", "0.5")
+                except (aiohttp.ClientError, TimeoutError):
                     samples.append((kind, (time.perf_counter() - started) * 1000, 0))
                     await asyncio.sleep(0.5)
                     continue
-                samples.append((kind, (time.perf_counter() - started) * 1000, response.status_code))
-                if response.status_code not in TRANSIENT:
-                    return response
-                await asyncio.sleep(float(response.headers.get("retry-after", "0.5")))
+                samples.append((kind, (time.perf_counter() - started) * 1000, status))
+                if status not in TRANSIENT:
+                    return status, answer
+                await asyncio.sleep(float(retry_after))
             return None  # gave up: counted as a client-visible failure
 
         async def transaction() -> str | None:
             created = await call("create", "POST", "/api/payments/create", {"user_id": user_id, "amount": "10.00"})
-            if created is None or created.status_code != 201:
+            if created is None or created[0] != 201:
                 return None
-            payment_id = created.json()["id"]
+            payment_id = created[1]["id"]
             await call("confirm", "POST", "/api/payments/confirm",
                        {"payment_id": payment_id, "payment_method": "pm_card_visa"})
             await call("get", "GET", f"/api/payments/{payment_id}")
