@@ -49,6 +49,26 @@ async def test_slow_confirm_answers_202_then_succeeds(merchant: Merchant, sim_co
     ]
 
 
+async def test_create_spends_one_budget_on_the_database_and_stripe_together(  # type: ignore[no-untyped-def]
+    merchant: Merchant, sim_config, database
+) -> None:
+    """The budget is fixed when the work starts: a create held up 1 s by the database
+    (the users table locked) does not then wait another 0.4 s for a slow Stripe."""
+    user = await merchant.user()
+    sim_config(latency_by_operation={"POST /v1/payment_intents": {"latency_ms": 2000}})
+    async with database.sql_transaction() as conn:
+        await conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # even a read of it waits
+        started = time.monotonic()
+        creating = asyncio.create_task(
+            merchant.client.post("/api/payments/create", json={"user_id": user["id"], "amount": "20"}))
+        await asyncio.sleep(1.0)
+    response = await creating
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    assert response.json()["stripe_payment_intent_id"] is None  # Stripe's answer comes later
+    assert 1.0 <= elapsed < 1.3, f"{elapsed:.2f} s: the 0.4 s budget was spent again after the lock"
+
+
 async def test_prefer_wait_waits_longer(merchant: Merchant, sim_config) -> None:  # type: ignore[no-untyped-def]
     payment = await new_payment(merchant)
     sim_config(latency_by_operation={CONFIRM: {"latency_ms": 1000}})

@@ -32,6 +32,17 @@ class Background:
         done, _ = await asyncio.wait({task}, timeout=max(seconds, 0))
         return task in done
 
+    @staticmethod
+    def deadline(seconds: float) -> float:
+        """The loop time `seconds` from now. A request's budget is fixed once, when its
+        work starts, so the database work before the wait on Stripe comes out of it too."""
+        return asyncio.get_running_loop().time() + seconds
+
+    @staticmethod
+    async def until(task: asyncio.Task[Any], deadline: float) -> bool:
+        """True when the task finished by `deadline` (loop time; see `deadline`)."""
+        return await Background.within(task, deadline - asyncio.get_running_loop().time())
+
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -89,6 +89,7 @@ class PaymentService:
     async def create(
         self, principal: Principal, data: PaymentCreate, request_id: str, *, seed: uuid.UUID | None, wait_s: float
     ) -> Outcome:
+        deadline = self.background.deadline(wait_s)
         money = Money.parse(data.amount, data.currency)
         payment_id = uuid.uuid5(seed, "payment") if seed else uuid.uuid4()
         async with self.database.sql_transaction() as conn:
@@ -120,7 +121,7 @@ class PaymentService:
         )
         # Stripe first when it answers in time: a refusal then leaves nothing behind.
         creating = self._create_intent(payment, payer.customer)
-        if await self.background.within(creating, wait_s):
+        if await self.background.until(creating, deadline):
             intent = self._result(creating)
             payment.stripe_payment_intent_id = intent.id
             payment.client_secret = intent.client_secret
@@ -222,7 +223,7 @@ class PaymentService:
     async def confirm(
         self, principal: Principal, data: PaymentConfirm, request_id: str, *, seed: uuid.UUID | None, wait_s: float
     ) -> Outcome:
-        started = asyncio.get_running_loop().time()
+        deadline = self.background.deadline(wait_s)
         actor = _api_actor(principal, request_id)
         async with self.database.sql_transaction() as conn:
             payment = await sql.payment(conn, data.payment_id, account_id=principal.account_id, lock=True)
@@ -230,9 +231,8 @@ class PaymentService:
                 raise NotFound("No such payment.", param="payment_id")
             number, method = await self._open_attempt(conn, payment, data, seed)
         task = self.background.spawn(self._confirm_and_record(payment, number, method, data.return_url, actor))
-        remaining = wait_s - (asyncio.get_running_loop().time() - started)
         return await self._answer(
-            task, payment.id, remaining, actor, pending_status=PaymentStatus.processing, attempt=number
+            task, payment.id, deadline, actor, pending_status=PaymentStatus.processing, attempt=number
         )
 
     async def _open_attempt(
@@ -354,6 +354,7 @@ class PaymentService:
     # ------------------------------------------------------------------ capture / cancel
 
     async def capture(self, principal: Principal, data: PaymentCapture, request_id: str, *, wait_s: float) -> Outcome:
+        deadline = self.background.deadline(wait_s)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status != PaymentStatus.requires_capture:
@@ -373,9 +374,10 @@ class PaymentService:
         )
         actor = _api_actor(principal, request_id)
         task = self.background.spawn(self._apply_when_done(payment.id, call, actor))
-        return await self._answer(task, payment.id, wait_s, actor, pending_status=PaymentStatus.processing)
+        return await self._answer(task, payment.id, deadline, actor, pending_status=PaymentStatus.processing)
 
     async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str, *, wait_s: float) -> Outcome:
+        deadline = self.background.deadline(wait_s)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status not in CANCELABLE:
@@ -383,7 +385,7 @@ class PaymentService:
         actor = _api_actor(principal, request_id)
         task = self.background.spawn(self._apply_when_done(payment.id, self._cancel_at_stripe(payment, data.reason), actor))
         # A cancel in flight shows the payment as it stands, not as processing.
-        return await self._answer(task, payment.id, wait_s, actor, pending_status=None)
+        return await self._answer(task, payment.id, deadline, actor, pending_status=None)
 
     async def _cancel_at_stripe(self, payment: Payment, reason: str | None) -> ProviderPayment:
         intent_id = await self._ensure_intent(payment)
@@ -412,15 +414,15 @@ class PaymentService:
         self,
         task: asyncio.Task[Payment],
         payment_id: uuid.UUID,
-        wait_s: float,
+        deadline: float,
         actor: Actor,
         *,
         pending_status: PaymentStatus | None,
         attempt: int | None = None,
     ) -> Outcome:
-        """The finished result within the budget; else 202 with the payment as it
+        """The finished result by the deadline; else 202 with the payment as it
         stands (moved to `processing` where that says what is happening)."""
-        if await self.background.within(task, wait_s):
+        if await self.background.until(task, deadline):
             return Outcome(self._result(task))
         # Plain SQL: with Stripe slow, every confirm answers from here (payments/sql.py).
         async with self.database.sql_transaction() as conn:

@@ -80,7 +80,7 @@ class RefundService:
     async def create(
         self, principal: Principal, data: RefundCreate, request_id: str, *, seed: uuid.UUID | None, wait_s: float
     ) -> RefundOutcome:
-        started = asyncio.get_running_loop().time()
+        deadline = self.background.deadline(wait_s)
         actor = Actor("api", principal.api_key_id, request_id)
         refund_id = uuid.uuid5(seed, "refund") if seed else uuid.uuid4()
         async with self.database.transaction() as session:
@@ -94,8 +94,7 @@ class RefundService:
         if refund.status != PENDING or refund.provider_refund_id is not None:
             return RefundOutcome(refund)  # a re-run of a request Stripe already answered
         task = self.background.spawn(self._send(refund, intent_id, actor))
-        remaining = wait_s - (asyncio.get_running_loop().time() - started)
-        if await self.background.within(task, remaining):
+        if await self.background.until(task, deadline):
             sent = _result(task)
             # Still pending without Stripe's id: Stripe did not answer; it will be settled.
             return RefundOutcome(sent, accepted=sent.status == PENDING and sent.provider_refund_id is None)
