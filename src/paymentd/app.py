@@ -20,6 +20,7 @@ from paymentd.auth.cache import Authenticator
 from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
+from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
@@ -108,8 +109,12 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    # Outermost last: the edge (request id, body guard) runs before the idempotency claim.
+    if settings.max_in_flight:
+        # A request may wait for a place half its budget; the other half is for its work.
+        app.state.admission = Admission(settings.max_in_flight, max_wait_s=settings.sync_budget_ms / 2000)
+    # Outermost last: the edge (request id, body guard), then admission, then the idempotency claim.
     app.add_middleware(IdempotencyMiddleware, store_factory=lambda scope: scope["app"].state.idempotency)
+    app.add_middleware(AdmissionMiddleware)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     _install_error_handlers(app)
     app.include_router(users_router)

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     sync_budget_ms: int = 400
+    # Requests at work at once in one process; more wait up to half the budget, then 503 (admission.py). 0: no limit.
+    max_in_flight: int = Field(64, ge=0)
     max_wait_s: int = 30
     max_body_bytes: int = 1_000_000
 
