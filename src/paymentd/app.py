@@ -16,11 +16,11 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymentd import __version__, logs
+from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.auth.cache import Authenticator
 from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
-from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
