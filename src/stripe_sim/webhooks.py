@@ -17,7 +17,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 import orjson
 
 from .resources import events, webhook_endpoints
@@ -42,7 +42,9 @@ class Dispatcher:
         self.held: list[tuple[dict[str, Any], bytes]] = []  # events waiting for a reorder window
         # Delivery log, readable at /_sim/webhooks; bounded like the request log.
         self.attempts: deque[dict[str, Any]] = deque(maxlen=sim.config.request_log_limit)
-        self.client: httpx.AsyncClient | None = None
+        # aiohttp: about a fifth of httpx's CPU per request; in benchmarks the simulator
+        # shares the machine's cores with the paymentd it delivers to.
+        self.client: aiohttp.ClientSession | None = None
 
     def count_for(self, event_type: str) -> int:
         return len(webhook_endpoints.listening(self.sim, event_type))
@@ -88,7 +90,7 @@ class Dispatcher:
         if config.webhook_delay_ms:
             await asyncio.sleep(config.webhook_delay_ms / 1000.0)
         if self.client is None:
-            self.client = httpx.AsyncClient()
+            self.client = aiohttp.ClientSession()
         for attempt in range(1, max(config.webhook_max_attempts, 1) + 1):
             secret = self.sim.store.webhook_secrets.get(endpoint["id"])
             if secret is None:
@@ -97,14 +99,14 @@ class Dispatcher:
                       "url": endpoint["url"], "attempt": attempt, "timestamp": time.time(), "status": None,
                       "error": None}
             try:
-                response = await self.client.post(endpoint["url"], content=payload, timeout=config.webhook_timeout_s,
-                                                  headers={
+                async with self.client.post(endpoint["url"], data=payload,
+                                            timeout=aiohttp.ClientTimeout(total=config.webhook_timeout_s), headers={
                     "Content-Type": "application/json; charset=utf-8",
                     "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
                     "Stripe-Signature": signature_header(payload, secret),
-                })
-                record["status"] = response.status_code
-            except httpx.HTTPError as exc:
+                }) as response:
+                    record["status"] = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"
             self.attempts.append(record)
             if record["status"] is not None and 200 <= record["status"] < 300:
@@ -123,5 +125,5 @@ class Dispatcher:
     async def close(self) -> None:
         self.reset()
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
             self.client = None

@@ -119,7 +119,7 @@ async def test_unreachable_endpoint_is_logged(client, control):
         return (await control.get("/webhooks")).json()["data"]
 
     attempt = (await eventually(failed))[0]
-    assert attempt["status"] is None and "ConnectError" in attempt["error"]
+    assert attempt["status"] is None and "ClientConnectorError" in attempt["error"]  # refused
 
 
 async def test_delivery_timeout_counts_as_failure(client, control):
