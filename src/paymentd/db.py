@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -58,7 +58,7 @@ class Database:
         the payment hot path (payments/sql.py), where the ORM session's own work
         cost more CPU than the statements."""
         async with self.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
+            driver = await _driver(connection)
             try:
                 async with driver.transaction():
                     yield driver
@@ -83,11 +83,14 @@ class RowSink(Protocol):
 async def driver_of(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under a session's begun transaction, so a plain-SQL
     statement of the hot path (payments/sql.py) can join an ORM unit of work."""
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
+    driver = await _driver(await session.connection())
     if not driver.is_in_transaction():
         raise RuntimeError("plain SQL joins a session only once its transaction has begun")
     return driver
+
+
+async def _driver(connection: AsyncConnection) -> asyncpg.Connection:
+    return (await connection.get_raw_connection()).driver_connection
 
 
 class Base(DeclarativeBase):
