@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,9 @@ from sqlalchemy import select, text
 from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
 from paymentd.payments.models import PaymentEvent
+from paymentd.payments.states import PaymentStatus
+from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
+from paymentd.webhooks import inbox
 from paymentd.webhooks.models import WebhookEvent
 from stripe_sim import signature_header
 from tests.conftest import ROTATED_OUT_SECRET, Hooked
@@ -303,3 +307,120 @@ async def test_an_event_that_beats_the_payment_row_is_applied_once_the_row_exist
 async def _unprocessed_with_attempts(database: Database, intent_id: str) -> list[WebhookEvent] | None:
     rows = [r for r in await inbox_rows(database, intent_id) if r.type.startswith("payment_intent.")]
     return rows if rows and any(r.attempts >= 1 and r.last_error for r in rows) else None
+
+
+
+# --------------------------------------------------------------------------- closed on arrival
+
+
+async def _jobs_for(database: Database, event_ids: set[str]) -> int:
+    async with database.transaction() as session:
+        return await session.scalar(text("SELECT count(*) FROM procrastinate_jobs WHERE args->>'event_id' = ANY(:ids)"),
+                                    {"ids": list(event_ids)})
+
+
+async def _deliver(hooked: Hooked, event_type: str, obj: dict) -> str:
+    body = event_body(event_type, obj)
+    async with httpx.AsyncClient(base_url=hooked.server.url) as client:
+        response = await client.post("/api/webhooks/stripe", content=body, headers=signed(body, hooked.secret))
+    assert response.status_code == 200 and response.json()["duplicate"] is False, response.text
+    return json.loads(body)["id"]
+
+
+async def _row(database: Database, event_id: str) -> WebhookEvent:
+    async with database.transaction() as session:
+        return await session.get(WebhookEvent, event_id)
+
+
+async def test_events_that_bring_nothing_new_are_closed_on_arrival_without_a_job(hooked: Hooked, api, database,
+                                                                                   knobs) -> None:
+    # The everyday case: our own calls already recorded what Stripe's events then report
+    # (delivered a little late here, so that they surely come after our own writes).
+    knobs(webhook_delay_ms=300)
+    payment = await new_payment(api)
+    assert (await confirm(api, payment["id"], "pm_card_visa")).json()["status"] == "succeeded"
+    pi = payment["stripe_payment_intent_id"]
+
+    async def both_stored() -> list[WebhookEvent] | None:
+        rows = [r for r in await all_processed(database, pi, 1) or () if r.type.startswith("payment_intent.")]
+        return rows if {r.type for r in rows} == {"payment_intent.created", "payment_intent.succeeded"} else None
+
+    rows = await eventually(both_stored)
+    outcomes = {r.type: r.outcome for r in rows}
+    assert outcomes["payment_intent.succeeded"] == inbox.NOTHING_NEW
+    # `created` says requires_payment_method: nothing new, or behind the payment by then.
+    assert outcomes["payment_intent.created"] in {
+        inbox.NOTHING_NEW, "ignored: stale (requires_payment_method reported, payment is succeeded)"}
+    assert await _jobs_for(database, {r.id for r in rows}) == 0
+    assert [m[2] for m in await moves(database, payment["id"])] == ["api", "api"]
+
+
+async def test_a_move_backwards_is_closed_on_arrival_and_news_still_goes_to_a_job(hooked: Hooked, api, database) -> None:
+    paid = await new_payment(api)
+    assert (await confirm(api, paid["id"], "pm_card_visa")).json()["status"] == "succeeded"
+    backwards = await _deliver(hooked, "payment_intent.created", {
+        "id": paid["stripe_payment_intent_id"], "object": "payment_intent", "status": "requires_payment_method",
+        "amount": 1250, "currency": "usd"})
+    row = await _row(database, backwards)
+    assert row.processed_at is not None  # as the answer went out
+    assert row.outcome == "ignored: stale (requires_payment_method reported, payment is succeeded)"
+    assert await _jobs_for(database, {backwards}) == 0
+
+    # Canceled at Stripe (from its dashboard, say): news, applied by the job.
+    open_payment = await new_payment(api)
+    news = await _deliver(hooked, "payment_intent.canceled", {
+        "id": open_payment["stripe_payment_intent_id"], "object": "payment_intent", "status": "canceled",
+        "amount": 1250, "currency": "usd"})
+    await eventually(lambda: _status_is(database, open_payment["id"], "canceled"))
+    assert ("requires_payment_method", "canceled", "webhook") in await moves(database, open_payment["id"])
+    assert (await _row(database, news)).outcome == inbox.APPLIED
+    assert await _jobs_for(database, {news}) == 1
+
+
+def _snapshot(intent_id: str, status: ProviderStatus, *, amount_received: int) -> ProviderEvent:
+    intent = ProviderPayment(
+        id=intent_id, status=status, amount=1250, currency="usd", amount_received=amount_received,
+        amount_capturable=0, client_secret=None, payment_method=None, payment_method_types=("card",),
+        capture_method="automatic", next_action=None, last_error=None, latest_charge=None,
+        payment_method_details=None, customer=None, metadata={},
+    )
+    return ProviderEvent(id=f"evt_test_{uuid.uuid4().hex}", type="payment_intent.test", created=datetime.now(UTC),
+                         object_type="payment_intent", object=intent, livemode=False, payment_intent_id=intent_id)
+
+
+async def _payment_state(database: Database, payment_id: uuid.UUID) -> tuple:
+    async with database.sql_transaction() as conn:
+        row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1", payment_id)
+        moved = await conn.fetchval("SELECT count(*) FROM payment_events WHERE payment_id = $1", payment_id)
+    return {k: v for k, v in row.items() if k != "updated_at"}, moved
+
+
+@pytest.mark.parametrize("current", list(PaymentStatus))
+async def test_whatever_is_closed_on_arrival_the_job_would_have_left_unchanged(
+    hooked: Hooked, api, database, deps, current: PaymentStatus
+) -> None:
+    # Every report about a payment in `current`: where the arrival says "nothing to
+    # apply", the job itself, run on the same event, must change nothing and say the same.
+    user = (await api.post("/api/users", json={"email": "matrix@example.com", "name": "Matrix"})).json()
+    judged = 0
+    for reported in ProviderStatus:
+        for amount_received in (0, 1250):
+            payment_id, intent_id = uuid.uuid4(), f"pi_matrix_{uuid.uuid4().hex[:12]}"
+            async with database.transaction() as session:
+                await session.execute(text(
+                    "INSERT INTO payments (id, account_id, user_id, amount, currency, status, payment_method_types, "
+                    "stripe_payment_intent_id) SELECT :id, account_id, id, 1250, 'usd', :status, ARRAY['card'], :pi "
+                    "FROM users WHERE id = :user"),
+                    {"id": payment_id, "status": current.value, "pi": intent_id, "user": uuid.UUID(user["id"])})
+            event = _snapshot(intent_id, reported, amount_received=amount_received)
+            async with database.sql_transaction() as conn:
+                verdict = (await inbox._judge(conn, event)).outcome
+            if verdict is None:
+                continue
+            judged += 1
+            before = await _payment_state(database, payment_id)
+            assert await inbox.store(database, event, source="webhook")
+            outcome = await inbox.apply(deps, event.id)
+            assert outcome == (inbox.APPLIED if verdict == inbox.NOTHING_NEW else verdict), (reported, verdict)
+            assert await _payment_state(database, payment_id) == before, (reported, verdict)
+    assert judged > 0

@@ -95,6 +95,11 @@ async def payment_by_intent(conn: asyncpg.Connection, intent_id: str, *, lock: b
     return _PAYMENT.load(row) if row is not None else None
 
 
+def fields(payment: Payment) -> dict[str, Any]:
+    """The payment's column values, by attribute."""
+    return {key: getattr(payment, key) for key in _PAYMENT.key.values()}
+
+
 async def of_payment(conn: asyncpg.Connection, cls: type[T], payment_id: uuid.UUID, *, order: str) -> list[T]:
     """A payment's rows in another table (its events, refunds, disputes), in `order`."""
     shape = _shape(cls)

@@ -1,7 +1,12 @@
 """Storing events once and applying them once.
 
 `record` writes the inbox row and defers its job in one PostgreSQL transaction, so
-an event is never stored without its job nor queued without its row. `apply` moves
+an event is never stored without its job nor queued without its row. A delivered
+event goes through `receive`: most bring nothing new (Stripe reporting what our own
+call already recorded, or a move backwards), and one that can change nothing is
+stored closed on arrival, saying why, without a job. That is decided by the rules the
+job applies, against the payment as committed; the job would find the same, or a
+payment moved on by newer news. `apply` moves
 the payment through `payments.sync`, under the payment's row lock, and marks the row
 processed in the same transaction: a second delivery, a retried job and the
 reconciler all find the row processed and do nothing.
@@ -25,6 +30,7 @@ snapshot is harmless there and Stripe is not asked again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -68,6 +74,8 @@ DISPUTE_EVENT_TYPES = frozenset({
 })
 IGNORED_UNKNOWN_STATUS = "ignored: status unknown to paymentd"
 IGNORED_NO_PAYMENT = "ignored: no payment with this PaymentIntent"
+NOTHING_NEW = "ignored: nothing new (already recorded)"
+OWN_WRITE_GRACE_S = 0.05
 
 _INSERT = """
 INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source)
@@ -103,16 +111,92 @@ async def record(jobs: Jobs, event: ProviderEvent, *, source: str, defer: bool =
     return inserted
 
 
+async def receive(database: Database, jobs: Jobs, event: ProviderEvent) -> bool:
+    """A delivered event, stored once: closed on arrival when it can change nothing,
+    else with its job. True when the event is new. Plain SQL: every payment brings
+    events, and a job costs the worker and the database more than the event itself."""
+    for pause in (OWN_WRITE_GRACE_S, None):
+        async with database.sql_transaction() as conn:
+            judged = await _judge(conn, event)
+            if judged.outcome is not None:
+                stored = await _store(conn, event, "webhook", judged.outcome)
+                if stored:
+                    log.info("webhook.applied", event_id=event.id, type=event.type, outcome=judged.outcome,
+                             on_arrival=True)
+                return stored
+        if pause is None or not judged.racing:
+            break
+        # Stripe reports our own call's result as it answers us: our record of it is
+        # usually a few milliseconds behind. Worth one short wait before a job.
+        await asyncio.sleep(pause)
+    return await record(jobs, event, source="webhook")
+
+
 async def store(database: Database, event: ProviderEvent, *, source: str) -> bool:
     """Store the event without queueing a job (the reconciler applies what it finds
     itself). True when the event is new. Plain SQL: one per payment in a catch-up."""
     async with database.sql_transaction() as conn:
-        stored = await conn.fetchval(
-            "INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (id) DO NOTHING RETURNING id",
-            event.id, event.type, event.created, event.payment_intent_id, json.dumps(event_to_json(event)), source,
-        )
+        return await _store(conn, event, source, None)
+
+
+async def _store(conn: asyncpg.Connection, event: ProviderEvent, source: str, outcome: str | None) -> bool:
+    """The inbox row, open, or closed with `outcome`; False when the event was stored before."""
+    stored = await conn.fetchval(
+        "INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source, processed_at, outcome)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7::text IS NULL THEN NULL ELSE clock_timestamp() END,"
+        " $7) ON CONFLICT (id) DO NOTHING RETURNING id",
+        event.id, event.type, event.created, event.payment_intent_id, json.dumps(event_to_json(event)), source,
+        outcome,
+    )
     return stored is not None
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """What an event would do to its payment, judged on arrival."""
+
+    outcome: str | None  # why it would change nothing; None: the job decides
+    racing: bool = False  # the payment is not committed yet, or our own call on it is unanswered
+
+
+async def _judge(conn: asyncpg.Connection, event: ProviderEvent) -> _Judged:
+    """Why applying the event would change nothing, judged as the job would against the
+    payment as committed now; no outcome when it may change something, or only the job
+    can tell (Stripe to ask, a payment not committed yet, refunds and disputes)."""
+    if event.type in REFUND_EVENT_TYPES or event.type in DISPUTE_EVENT_TYPES:
+        return _Judged(None)
+    if not _about_payment(event):
+        return _Judged(IGNORED_NOT_PAYMENT)
+    payment = await sql.payment_by_intent(conn, event.payment_intent_id)
+    if payment is None:
+        return _Judged(None, racing=True)
+    intent: ProviderPayment = event.object
+    if intent.status is ProviderStatus.unknown:
+        return _Judged(IGNORED_UNKNOWN_STATUS)
+    attempt_open = await sql.open_attempt(conn, payment.id) is not None
+    if _needs_truth(payment.status, intent) or _lacks_details(payment.payment_method_details is not None, intent):
+        return _Judged(None, racing=attempt_open)
+    if (refused := _refusal(payment, intent)) is not None:
+        return _Judged(refused)
+    if _changes(payment, intent) or (attempt_open and sync.confirmed_outcome(intent) is not None):
+        return _Judged(None, racing=attempt_open)
+    return _Judged(NOTHING_NEW)
+
+
+def _changes(payment: Payment, intent: ProviderPayment) -> bool:
+    """Would the report change the payment? Found by applying it to this copy, read for
+    the purpose and then dropped: the very code the job runs, so the two cannot disagree."""
+    before = sql.fields(payment)
+    batch = sql.Batch()
+    sync.apply_provider_payment(batch, payment, intent, sync.WEBHOOK)
+    after = sql.fields(payment)
+    return bool(batch.rows) or any(after[key] != value for key, value in before.items() if key != "updated_at")
+
+
+def _about_payment(event: ProviderEvent) -> bool:
+    """A PaymentIntent report: applied to its payment (`_apply_payment`), not by a service."""
+    return (isinstance(event.object, ProviderPayment) and event.payment_intent_id is not None
+            and event.type not in DISPUTE_EVENT_TYPES)
 
 
 def _intermediate(status: ProviderStatus) -> bool:
@@ -173,9 +257,7 @@ async def _apply(deps: Deps, event_id: str) -> str:
         if row.done is not None:
             return row.done
         event, actor = row.event, row.actor
-        about_payment = (isinstance(event.object, ProviderPayment) and event.payment_intent_id is not None
-                         and event.type not in DISPUTE_EVENT_TYPES)
-        if about_payment:
+        if about_payment := _about_payment(event):
             payment = await sql.payment_by_intent(conn, event.payment_intent_id, lock=True)
             if payment is None:
                 raise PaymentNotYetKnown(event.payment_intent_id)
@@ -227,24 +309,29 @@ async def _apply_payment(
     actor: sync.Actor, *, verified: bool,
 ) -> str:
     """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
-    target = intent.status.value
-    if payment.status in PAST_THE_CHARGE:
-        # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
-        # its snapshot says nothing about them; taken as a move, it would undo a
-        # refund (the state machine allows refunded -> succeeded for failed refunds).
-        outcome = f"ignored: payment is {payment.status}; refund and dispute events move it now"
-    elif intent.status is not ProviderStatus.unknown and (target == payment.status or can_move(payment.status, target)):
+    if (outcome := _refusal(payment, intent)) is None:
         batch = sql.Batch()
         if sync.apply_provider_payment(batch, payment, intent, actor):
             await sql.save(conn, payment, batch)
         if (settled := sync.confirmed_outcome(intent)) is not None:
             await sql.close_open_attempts(conn, payment.id, **asdict(settled))
         outcome = APPLIED_VERIFIED if verified else APPLIED
-    else:
-        # A report the state machine refuses: do not copy its fields either.
-        outcome = f"ignored: stale ({target} reported, payment is {payment.status})"
     log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome, payment_id=str(payment.id))
     return await _finish(conn, event_id, outcome)
+
+
+def _refusal(payment: Payment, intent: ProviderPayment) -> str | None:
+    """Why a PaymentIntent report may not touch the payment at all; None when it applies."""
+    target = intent.status.value
+    if payment.status in PAST_THE_CHARGE:
+        # Stripe's PaymentIntent stays `succeeded` through refunds and disputes, so
+        # its snapshot says nothing about them; taken as a move, it would undo a
+        # refund (the state machine allows refunded -> succeeded for failed refunds).
+        return f"ignored: payment is {payment.status}; refund and dispute events move it now"
+    if intent.status is ProviderStatus.unknown or (target != payment.status and not can_move(payment.status, target)):
+        # A report the state machine refuses: do not copy its fields either.
+        return f"ignored: stale ({target} reported, payment is {payment.status})"
+    return None
 
 
 async def _apply_other(deps: Deps, event_id: str, event: ProviderEvent, actor: sync.Actor) -> str:

@@ -2,7 +2,8 @@
 
 No API key (Stripe cannot send one): the Stripe-Signature header is the
 authentication. Nothing is applied here; the job does that, so a slow database
-lock or Stripe call never makes Stripe time out and redeliver.
+lock or Stripe call never makes Stripe time out and redeliver. An event that can
+change nothing is stored closed, without a job (`inbox.receive`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,6 @@ async def stripe_webhook(request: Request) -> WebhookAck:
         raise InvalidRequest(
             "The Stripe-Signature header does not verify this payload.", code="signature_invalid"
         ) from None
-    new = await inbox.record(request.app.state.jobs, event, source="webhook")
+    new = await inbox.receive(request.app.state.database, request.app.state.jobs, event)
     log.info("webhook.received", event_id=event.id, type=event.type, duplicate=not new)
     return WebhookAck(received=True, duplicate=not new)
