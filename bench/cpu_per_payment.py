@@ -11,15 +11,19 @@ the paymentd process used:
   seed      the same with an Idempotency-Key on each POST, then GET the payment
             (the seed scenario's transaction)
 
-With --events the job worker runs too, and the measure lasts until the reconciler has
-applied the payments' Stripe events (the simulator here delivers no webhooks, so the
-catch-up sweep applies them): the whole cost of a payment, background included.
+With --events the job worker runs too (inside the API process), and the measure lasts
+until every payment's Stripe events are applied: the whole cost of a payment,
+background included. `--events sweep`: the simulator delivers no webhooks, and the
+reconciler's catch-up sweep applies them; `--events webhooks`: a webhook endpoint is
+registered at the simulator (the PaymentIntent events paymentd applies) and each event
+is delivered as it happens. PostgreSQL's CPU (all backends) is reported beside paymentd's.
 
 The baseline is another checkout's `src/` (e.g. `git worktree add /tmp/base <commit>`),
 run through PYTHONPATH with this virtualenv:
 
     .venv/bin/python bench/cpu_per_payment.py --baseline-src /tmp/base/src
-    .venv/bin/python bench/cpu_per_payment.py --flow seed --events --payments 500 --rounds 2
+    .venv/bin/python bench/cpu_per_payment.py --flow seed --events sweep --payments 500 --rounds 2
+    .venv/bin/python bench/cpu_per_payment.py --events webhooks --baseline-src /tmp/base/src
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from core_latency import ADMIN_URL, ROOT, VENV_BIN, cli, free_port, machine, stop, wait_http  # noqa: E402
+from core_latency import (  # noqa: E402
+    ADMIN_URL, ROOT, VENV_BIN, Webhooks, cli, cpu_by_pid, cpu_delta, free_port, machine, postgres_processes, stop,
+    wait_http,
+)
 
 
 def _payments(api_url: str, key: str, user_id: str, flow: str, count: int) -> None:
@@ -65,13 +72,17 @@ def _cpu(pid: int) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
 
 
-def _applied_events(database_url: str) -> int:
+def _events_done(database_url: str) -> bool:
+    """Every stored event applied, and every payment's `succeeded` among them."""
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT count(*) FROM webhook_events WHERE processed_at IS NOT NULL").fetchone()[0]
+        return conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM webhook_events WHERE processed_at IS NULL) AND"
+            " (SELECT count(*) FROM webhook_events WHERE type = 'payment_intent.succeeded')"
+            " >= (SELECT count(*) FROM payments)").fetchone()[0]
 
 
-def measure(src: Path | None, args: argparse.Namespace) -> float:
-    """CPU milliseconds of the paymentd process per payment, for one variant."""
+def measure(src: Path | None, args: argparse.Namespace) -> tuple[float, float]:
+    """CPU milliseconds per payment of the paymentd process and of PostgreSQL, for one variant."""
     workdir = Path(tempfile.mkdtemp(prefix="paymentd-cpu-"))
     db_name = f"paymentd_cpu_{uuid.uuid4().hex[:10]}"
     children: list[subprocess.Popen] = []
@@ -86,6 +97,9 @@ def measure(src: Path | None, args: argparse.Namespace) -> float:
             env=env, stdout=open(workdir / "sim.log", "wb"), stderr=subprocess.STDOUT,
         ))
         wait_http(f"{sim_url}/v1/payment_intents", expect=None)
+        api_port_url = f"http://127.0.0.1:{api_port}"
+        if args.events == "webhooks":
+            env["STRIPE_WEBHOOK_SECRET"] = Webhooks.register(sim_url, f"{api_port_url}/api/webhooks/stripe").secret
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{db_name}"')
         database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
@@ -98,29 +112,33 @@ def measure(src: Path | None, args: argparse.Namespace) -> float:
             env=env, stdout=open(workdir / "paymentd.log", "wb"), stderr=subprocess.STDOUT,
         )
         children.append(api)
-        api_url = f"http://127.0.0.1:{api_port}"
+        api_url = api_port_url
         wait_http(f"{api_url}/readyz")
         user = httpx.post(f"{api_url}/api/users", json={"email": "cpu@example.com", "name": "Cpu"},
                           headers={"Authorization": f"Bearer {key}"}, timeout=30)
         user.raise_for_status()
         _payments(api_url, key, user.json()["id"], args.flow, args.warmup)
         if args.events:  # the warm-up's events out of the way first
-            deadline = time.monotonic() + 60
-            while _applied_events(database_url) < args.warmup and time.monotonic() < deadline:
-                time.sleep(0.5)
-        before = _cpu(api.pid)
+            _wait_for_events(database_url)
+        postgres = postgres_processes()
+        before, pg_before = _cpu(api.pid), cpu_by_pid(postgres)
         _payments(api_url, key, user.json()["id"], args.flow, args.payments)
         if args.events:
-            deadline = time.monotonic() + 120
-            while _applied_events(database_url) < args.warmup + args.payments:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the reconciler did not apply every payment's event within 120 s")
-                time.sleep(0.5)
-        return (_cpu(api.pid) - before) / args.payments * 1000
+            _wait_for_events(database_url)
+        pg_cpu = cpu_delta(pg_before, cpu_by_pid(postgres))
+        return (_cpu(api.pid) - before) / args.payments * 1000, pg_cpu / args.payments * 1000
     finally:
         stop(children)
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def _wait_for_events(database_url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _events_done(database_url):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the payments' events were not all applied within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _commit(path: Path) -> str:
@@ -132,7 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ to compare against")
     parser.add_argument("--flow", choices=("pair", "seed"), default="pair")
-    parser.add_argument("--events", action="store_true", help="run the worker and count applying the events too")
+    parser.add_argument("--events", choices=("sweep", "webhooks"), default=None,
+                        help="run the worker and count applying the events too (found by the sweep, or delivered)")
     parser.add_argument("--payments", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every variant")
@@ -142,15 +161,19 @@ def main() -> None:
     variants = {"this checkout": None} if args.baseline_src is None else {
         f"baseline ({args.baseline_src} at {_commit(args.baseline_src)})": args.baseline_src.resolve(),
         "this checkout": None}
-    results: dict[str, list[float]] = {name: [] for name in variants}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, src in variants.items():
             results[name].append(measure(src, args))
-            print(f"{name}: {results[name][-1]:.2f} ms", file=sys.stderr)
+            print(f"{name}: paymentd {results[name][-1][0]:.2f} ms, postgres {results[name][-1][1]:.2f} ms",
+                  file=sys.stderr)
 
     info = machine()
     commit = _commit(ROOT)
-    rows = [f"| {name} | {' / '.join(f'{v:.2f}' for v in values)} | **{min(values):.2f}** |"
+    def cells(values: list[float]) -> str:
+        return f"{' / '.join(f'{v:.2f}' for v in values)} | **{min(values):.2f}**"
+
+    rows = [f"| {name} | {cells([v[0] for v in values])} | {cells([v[1] for v in values])} |"
             for name, values in results.items()]
     lines = [
         f"# paymentd CPU per payment ({dt.datetime.now(dt.UTC):%Y-%m-%d})",
@@ -159,12 +182,13 @@ def main() -> None:
         f"- Command: `{command}`",
         f"- Flow: {args.flow} ({'create + confirm' if args.flow == 'pair' else 'keyed create + keyed confirm + GET'}), "
         f"{args.payments} payments one at a time after {args.warmup} of warm-up; "
-        + ("job worker on, measured until the reconciler applied every payment's event" if args.events
-           else "job worker off (request path only)"),
+        + (f"job worker on, measured until every payment's events were applied (events: {args.events})"
+           if args.events else "job worker off (request path only)"),
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
         "",
-        "| variant | CPU ms per payment, each round | least (noise only adds) |",
-        "| --- | ---: | ---: |",
+        "| variant | paymentd CPU ms per payment, each round | least (noise only adds) "
+        "| PostgreSQL CPU ms per payment, each round | least |",
+        "| --- | ---: | ---: | ---: | ---: |",
         *rows,
         "",
     ]

@@ -57,11 +57,17 @@ class Database:
         """The same pool's connection as a bare asyncpg driver in a transaction: for
         the payment hot path (payments/sql.py), where the ORM session's own work
         cost more CPU than the statements."""
+        async with self.sql_connection() as driver, driver.transaction():
+            yield driver
+
+    @asynccontextmanager
+    async def sql_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """The same, each statement its own transaction: for reads and single writes
+        that need no other statement's company, without BEGIN and COMMIT round trips."""
         async with self.engine.connect() as connection:
             driver = await _driver(connection)
             try:
-                async with driver.transaction():
-                    yield driver
+                yield driver
             except Exception as error:
                 if not driver.is_closed():
                     raise

@@ -111,25 +111,31 @@ async def record(jobs: Jobs, event: ProviderEvent, *, source: str, defer: bool =
     return inserted
 
 
-async def receive(database: Database, jobs: Jobs, event: ProviderEvent) -> bool:
+@dataclass(frozen=True)
+class Arrival:
+    """What became of a delivered event."""
+
+    new: bool  # False: stored before, nothing done again
+    outcome: str | None = None  # set when closed on arrival; else its job applies it
+
+
+async def receive(database: Database, jobs: Jobs, event: ProviderEvent) -> Arrival:
     """A delivered event, stored once: closed on arrival when it can change nothing,
-    else with its job. True when the event is new. Plain SQL: every payment brings
-    events, and a job costs the worker and the database more than the event itself."""
+    else with its job. Plain SQL: every payment brings events, and a job costs the
+    worker and the database more than the event itself. No transaction: the
+    judgement reads committed rows, and the closed row is one insert."""
     for pause in (OWN_WRITE_GRACE_S, None):
-        async with database.sql_transaction() as conn:
+        async with database.sql_connection() as conn:
             judged = await _judge(conn, event)
             if judged.outcome is not None:
-                stored = await _store(conn, event, "webhook", judged.outcome)
-                if stored:
-                    log.info("webhook.applied", event_id=event.id, type=event.type, outcome=judged.outcome,
-                             on_arrival=True)
-                return stored
+                new = await _store(conn, event, "webhook", judged.outcome)
+                return Arrival(new, judged.outcome if new else None)
         if pause is None or not judged.racing:
             break
         # Stripe reports our own call's result as it answers us: our record of it is
         # usually a few milliseconds behind. Worth one short wait before a job.
         await asyncio.sleep(pause)
-    return await record(jobs, event, source="webhook")
+    return Arrival(await record(jobs, event, source="webhook"))
 
 
 async def store(database: Database, event: ProviderEvent, *, source: str) -> bool:

@@ -43,6 +43,7 @@ async def stripe_webhook(request: Request) -> WebhookAck:
         raise InvalidRequest(
             "The Stripe-Signature header does not verify this payload.", code="signature_invalid"
         ) from None
-    new = await inbox.receive(request.app.state.database, request.app.state.jobs, event)
-    log.info("webhook.received", event_id=event.id, type=event.type, duplicate=not new)
-    return WebhookAck(received=True, duplicate=not new)
+    arrival = await inbox.receive(request.app.state.database, request.app.state.jobs, event)
+    log.info("webhook.received", event_id=event.id, type=event.type, duplicate=not arrival.new,
+             closed_on_arrival=arrival.outcome)
+    return WebhookAck(received=True, duplicate=not arrival.new)
