@@ -58,7 +58,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _drive(url: str, key: str, user_id: str, count: int, rate: float, out: mp.Queue) -> None:
-    samples: list[tuple[str, float, int]] = []
+    samples: list[tuple[str, float, str]] = []  # kind, ms, status (a refusal with its error code)
     answered: list[tuple[str, float]] = []  # each step from its first try to its final answer
     # aiohttp: about a fifth of httpx's CPU per request, and the generators share the two
     # cores with everything they measure.
@@ -77,10 +77,11 @@ async def _drive(url: str, key: str, user_id: str, count: int, rate: float, out:
                         status, answer, retry_after = response.status, await response.json(), response.headers.get(
                             "retry-after", "0.5")
                 except (aiohttp.ClientError, TimeoutError):
-                    samples.append((kind, (time.perf_counter() - started) * 1000, 0))
+                    samples.append((kind, (time.perf_counter() - started) * 1000, "0"))
                     await asyncio.sleep(0.5)
                     continue
-                samples.append((kind, (time.perf_counter() - started) * 1000, status))
+                code = answer.get("error", {}).get("code") if status >= 500 and isinstance(answer, dict) else None
+                samples.append((kind, (time.perf_counter() - started) * 1000, f"{status} {code}" if code else str(status)))
                 if status not in TRANSIENT:
                     answered.append((kind, (time.perf_counter() - first_try) * 1000))
                     return status, answer
@@ -142,6 +143,8 @@ def main() -> None:
     parser.add_argument("--rps", type=int, default=100, help="Stripe's limit")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="transactions started per second (open loop); 0 starts all at once")
+    parser.add_argument("--max-in-flight", type=int, default=None,
+                        help="paymentd's PAYMENTD_MAX_IN_FLIGHT (default: paymentd's own)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
     args = parser.parse_args()
@@ -156,7 +159,8 @@ def main() -> None:
     upgrade(database_url)
     try:
         knobs = {**LATENCY, "rate_limit_rps": args.rps, "seed": 1}
-        with cluster(database_url, servers=args.servers, stripe_rps=args.rps, sim_knobs=knobs) as c:
+        env = {"PAYMENTD_MAX_IN_FLIGHT": str(args.max_in_flight)} if args.max_in_flight is not None else None
+        with cluster(database_url, servers=args.servers, stripe_rps=args.rps, sim_knobs=knobs, env=env) as c:
             base = baseline(c.sim_url)
             httpx.delete(f"{c.sim_url}/_sim/requests")
             user = httpx.post(f"{c.urls[0]}/api/users", json={"email": "b@x.co", "name": "Bench"},
@@ -216,7 +220,7 @@ def _report(args, command, samples, ids, answered, settled, api, log, base) -> s
     rows = []
     for kind in ("create", "confirm", "get"):
         ms = [m for k, m, _ in samples if k == kind]
-        statuses: dict[int, int] = {}
+        statuses: dict[str, int] = {}
         for k, _, status in samples:
             if k == kind:
                 statuses[status] = statuses.get(status, 0) + 1
@@ -241,7 +245,8 @@ def _report(args, command, samples, ids, answered, settled, api, log, base) -> s
         f"- Arrival: {'all ' + str(args.transactions) + ' at once' if not args.rate else f'{args.rate:g} transactions/s, open loop'}",
         f"- Set-up: {args.servers} paymentd processes sharing Redis, {args.generators} load-generator processes;"
         f" simulator latency lognormal median 300 ms, p99 1.2 s; Stripe limit {args.rps}/s (enforced by the"
-        " simulator too); default response budget 400 ms",
+        " simulator too); default response budget 400 ms; admission: "
+        + (f"PAYMENTD_MAX_IN_FLIGHT={args.max_in_flight}" if args.max_in_flight is not None else "paymentd's default"),
         "",
         "## Client requests (ms, every request including retried transient answers)",
         "",
