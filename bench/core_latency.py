@@ -384,7 +384,8 @@ def report(loads: list[Load], args, command: str, info: dict[str, str], notes: l
         + ("as the simulator's signed webhooks" if args.events == "webhooks" else "only by the reconciler's sweep")
         + f"; log level "
         f"{args.log_level}, outbound limit `PAYMENTD_STRIPE_RPS={args.stripe_rps}` "
-        "(the limiter runs, but does not throttle: the simulator has no limit here).",
+        "(the limiter runs, but does not throttle: the simulator has no limit here); reconciler every "
+        f"{args.reconcile_interval or 30} s.",
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
         "",
         "```",
@@ -442,6 +443,8 @@ def main() -> None:
                         help="pace the clients: pairs/s offered in all, one run per value; 0 (the default) is "
                              "closed loop, every client back to back")
     parser.add_argument("--workers", type=int, default=1, help="paymentd serve --workers")
+    parser.add_argument("--reconcile-interval", type=int, default=None,
+                        help="paymentd's PAYMENTD_RECONCILE_INTERVAL_S (default: paymentd's own, 30 s)")
     parser.add_argument("--stripe-rps", type=int, default=100_000,
                         help="paymentd's PAYMENTD_STRIPE_RPS: high by default, so the outbound limiter is passed "
                              "through but never throttles (at 100/s it would cap paymentd at ~45 pairs/s and "
@@ -481,6 +484,8 @@ def main() -> None:
         env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level,
                 "PAYMENTD_STRIPE_RPS": str(args.stripe_rps),
                 "PAYMENTD_RUN_WORKER": "true" if args.worker == "inline" else "false"}
+        if args.reconcile_interval is not None:
+            env["PAYMENTD_RECONCILE_INTERVAL_S"] = str(args.reconcile_interval)
         hooks = Webhooks.register(sim_url, f"{api_url}/api/webhooks/stripe") if args.events == "webhooks" else None
         if hooks:
             env["STRIPE_WEBHOOK_SECRET"] = hooks.secret
