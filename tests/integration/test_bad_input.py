@@ -15,6 +15,7 @@ from paymentd.users.models import User
 from tests.conftest import Merchant
 
 CARD = "4242 4242 4242 4242"
+ONLINE = {"ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)"}
 
 
 async def counts(database: Database) -> tuple[int, ...]:
@@ -109,6 +110,19 @@ async def test_unknown_user_is_404_and_writes_nothing(merchant: Merchant, databa
         ("/api/payments/confirm", {"payment_method": "visa"}, "payment_method", "parameter_invalid"),
         ("/api/payments/confirm", {"return_url": "javascript:alert(1)"}, "return_url", "parameter_invalid"),
         ("/api/payments/confirm", {"payment_id": 7}, "payment_id", "parameter_invalid_uuid"),
+        ("/api/payments/confirm", {"mandate_data": {"customer_acceptance": {"type": "online"}}},
+         "mandate_data.customer_acceptance.online", "parameter_missing"),
+        ("/api/payments/confirm", {"mandate_data": {"customer_acceptance": {"type": "offline", "online": ONLINE}}},
+         "mandate_data.customer_acceptance.type", "parameter_invalid"),
+        ("/api/payments/confirm", {"mandate_data": {"customer_acceptance": {
+            "type": "online", "online": {**ONLINE, "ip_address": "300.1.2.3"}}}},
+         "mandate_data.customer_acceptance.online.ip_address", "parameter_invalid"),
+        ("/api/payments/confirm", {"mandate_data": {"customer_acceptance": {
+            "type": "online", "online": {**ONLINE, "user_agent": "x" * 5001}}}},
+         "mandate_data.customer_acceptance.online.user_agent", "parameter_invalid_string_too_long"),
+        ("/api/payments/confirm", {"mandate_data": {"customer_acceptance": {
+            "type": "online", "online": {**ONLINE, "user_agent": "Mozilla/5.0 card 4242 4242 4242 4242"}}}},
+         "mandate_data.customer_acceptance.online.user_agent", "card_data_not_allowed"),
         ("/api/payments/capture", {"amount": "-5"}, "amount", "amount_invalid"),
         ("/api/payments/cancel", {"reason": "bored"}, "reason", "parameter_invalid"),
         ("/api/payments/cancel", {"extra": 1}, "extra", "parameter_unknown"),

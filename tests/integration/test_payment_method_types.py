@@ -11,7 +11,7 @@ import pytest
 
 from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
-from tests.conftest import Hooked
+from tests.conftest import Hooked, sim_requests
 from tests.integration.test_webhooks import (
     confirm,
     eventually,
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 SEPA_OK, SEPA_FAIL = "DE89370400440532013000", "DE62370400440532013001"
 ACH_OK, ACH_FAIL = "000123456789", "000111111113"
+ACCEPTED_ONLINE = {"ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"}
 
 
 @pytest.fixture(autouse=True)
@@ -77,9 +78,15 @@ async def test_a_bank_debit_processes_then_succeeds_by_webhook(
 ) -> None:
     payment = await new_payment(api, amount="15.00", currency=currency, payment_method_types=[kind])
     assert payment["payment_method_types"] == [kind]
-    response = await confirm(api, payment["id"], method(hooked, account))
+    # The customer accepted the debit mandate in their browser; Stripe gets that acceptance.
+    response = await api.post("/api/payments/confirm", json={
+        "payment_id": payment["id"], "payment_method": method(hooked, account),
+        "mandate_data": {"customer_acceptance": {"type": "online", "online": ACCEPTED_ONLINE}}})
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "processing" and response.json()["next_action"] is None
+    sent = sim_requests(hooked.sim, path=f"/v1/payment_intents/{payment['stripe_payment_intent_id']}/confirm")
+    assert [r["params"]["mandate_data"] for r in sent] == [
+        {"customer_acceptance": {"type": "online", "online": ACCEPTED_ONLINE}}]
     # Not yet a receipt: the money has not arrived.
     assert (await api.get(f"/api/payments/{payment['id']}/receipt")).status_code == 409
 

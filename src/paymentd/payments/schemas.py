@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, IPvAnyAddress
 
 from paymentd.disputes.schemas import DisputeOut
 from paymentd.schemas import (
@@ -34,10 +34,31 @@ class PaymentCreate(RequestModel):
     metadata: Metadata = {}
 
 
+class OnlineAcceptance(RequestModel):
+    ip_address: IPvAnyAddress = Field(description="The customer's IP address when they accepted the mandate")
+    user_agent: Annotated[str, Field(min_length=1, max_length=5000)] = Field(
+        description="The customer's browser or app (User-Agent) when they accepted the mandate")
+
+
+class CustomerAcceptance(RequestModel):
+    type: Literal["online"]
+    online: OnlineAcceptance
+
+
+class MandateData(RequestModel):
+    """Stripe's `mandate_data`: the customer's acceptance of a debit mandate, which a bank
+    debit (SEPA Direct Debit, BACS, BECS, ACSS, US bank accounts) confirmed from a server needs."""
+
+    customer_acceptance: CustomerAcceptance
+
+
 class PaymentConfirm(RequestModel):
     payment_id: uuid.UUID
     payment_method: PaymentMethodId | None = None
     return_url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)] | None = None
+    # Added to API.md's confirm, in Stripe's own shape (online acceptance only); passed to
+    # Stripe with the confirmation, never stored.
+    mandate_data: MandateData | None = None
 
 
 class PaymentCapture(RequestModel):

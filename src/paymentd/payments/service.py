@@ -230,7 +230,8 @@ class PaymentService:
             if payment is None:
                 raise NotFound("No such payment.", param="payment_id")
             number, method = await self._open_attempt(conn, payment, data, seed)
-        task = self.background.spawn(self._confirm_and_record(payment, number, method, data.return_url, actor))
+        task = self.background.spawn(
+            self._confirm_and_record(payment, number, method, data.return_url, _mandate(data), actor))
         return await self._answer(
             task, payment.id, deadline, actor, pending_status=PaymentStatus.processing, attempt=number
         )
@@ -262,7 +263,8 @@ class PaymentService:
         return payment.attempt_count, method
 
     async def _confirm_and_record(
-        self, payment: Payment, number: int, method: str, return_url: str | None, actor: Actor
+        self, payment: Payment, number: int, method: str, return_url: str | None,
+        mandate: provider_types.MandateAcceptance | None, actor: Actor,
     ) -> Payment:
         """Runs to the end even when the caller stopped waiting: the outcome is recorded."""
         payment_id = payment.id
@@ -276,6 +278,7 @@ class PaymentService:
                 intent_id,
                 payment_method=method,
                 return_url=return_url,
+                mandate=mandate,
                 idempotency_key=stripe_key(payment_id, "confirm", number),
             )
         except provider_types.ProviderDeclined as declined:
@@ -483,6 +486,13 @@ class PaymentService:
         if payment is None:
             raise NotFound("No such payment.", param="payment_id")
         return payment
+
+
+def _mandate(data: PaymentConfirm) -> provider_types.MandateAcceptance | None:
+    if data.mandate_data is None:
+        return None
+    online = data.mandate_data.customer_acceptance.online
+    return provider_types.MandateAcceptance(str(online.ip_address), online.user_agent)
 
 
 def _api_actor(principal: Principal, request_id: str) -> Actor:

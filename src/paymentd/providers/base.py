@@ -102,6 +102,16 @@ class ProviderPayment:
 
 
 @dataclass(frozen=True)
+class MandateAcceptance:
+    """The customer's online acceptance of a debit mandate, from their browser or app:
+    what Stripe needs to debit a bank account (SEPA, BACS, BECS, ACSS, US accounts)
+    on a confirmation sent from a server."""
+
+    ip_address: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
 class ProviderRefund:
     id: str
     payment_id: str
@@ -273,6 +283,7 @@ class PaymentProvider(Protocol):
         payment_method: str | None,
         return_url: str | None,
         idempotency_key: str,
+        mandate: MandateAcceptance | None = None,
     ) -> ProviderPayment: ...
 
     async def capture_payment(

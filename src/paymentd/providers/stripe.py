@@ -18,6 +18,7 @@ import stripe
 
 from paymentd.providers.base import (
     CardDetails,
+    MandateAcceptance,
     PaymentError,
     PaymentMethodInfo,
     ProviderAuthError,
@@ -344,6 +345,13 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _mandate_data(mandate: MandateAcceptance | None) -> dict[str, Any] | None:
+    if mandate is None:
+        return None
+    online = {"ip_address": mandate.ip_address, "user_agent": mandate.user_agent}
+    return {"customer_acceptance": {"type": "online", "online": online}}
+
+
 # --------------------------------------------------------------------------- provider
 
 
@@ -502,10 +510,12 @@ class StripeProvider:
         payment_method: str | None,
         return_url: str | None,
         idempotency_key: str,
+        mandate: MandateAcceptance | None = None,
     ) -> ProviderPayment:
         """Raises ProviderDeclined, carrying the payment after the decline, on a decline."""
         params = _drop_none(
-            {"payment_method": payment_method, "return_url": return_url, "expand": _PI_EXPAND}
+            {"payment_method": payment_method, "return_url": return_url, "expand": _PI_EXPAND,
+             "mandate_data": _mandate_data(mandate)}
         )
         path = _path("/v1/payment_intents/{}/confirm", payment_id)
         return to_provider_payment(await self._call("post", path, params, idempotency_key=idempotency_key))
