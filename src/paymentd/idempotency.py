@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymentd.db import Database
@@ -50,7 +51,8 @@ class IdempotencyStore:
     # Plain SQL on the driver: two of these run around every keyed POST, and
     # through the ORM session they cost more CPU than the statements themselves.
     async def claim(self, account_id: uuid.UUID, key: str, fingerprint: str) -> Claim:
-        async with self.database.sql_transaction() as conn:
+        async with self.database.sql_connection() as conn:
+            # A new key (the usual case) is claimed by this one atomic statement.
             seed = await conn.fetchval(
                 "INSERT INTO idempotency_keys (account_id, key, request_hash, locked_until) "
                 "VALUES ($1, $2, $3, clock_timestamp() + $4::interval) ON CONFLICT DO NOTHING RETURNING seed",
@@ -58,32 +60,37 @@ class IdempotencyStore:
             )
             if seed is not None:
                 return Claim(seed)
-            row = await conn.fetchrow(
-                "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
-                "response_status, response_headers, response_body FROM idempotency_keys "
-                "WHERE account_id = $1 AND key = $2 FOR UPDATE",
-                account_id, key,
+            async with conn.transaction():
+                return await self._reclaim(conn, account_id, key, fingerprint)
+
+    async def _reclaim(self, conn: asyncpg.Connection, account_id: uuid.UUID, key: str, fingerprint: str) -> Claim:
+        """A key used before: its answer to replay, a refusal, or the same seed to run again."""
+        row = await conn.fetchrow(
+            "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
+            "response_status, response_headers, response_body FROM idempotency_keys "
+            "WHERE account_id = $1 AND key = $2 FOR UPDATE",
+            account_id, key,
+        )
+        if row["request_hash"] != fingerprint:
+            raise IdempotencyError(
+                "This Idempotency-Key was used with another endpoint or body.", param="Idempotency-Key"
             )
-            if row["request_hash"] != fingerprint:
-                raise IdempotencyError(
-                    "This Idempotency-Key was used with another endpoint or body.", param="Idempotency-Key"
-                )
-            if row["state"] == "done":
-                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
-                return Claim(row["seed"], (row["response_status"], headers, row["response_body"]))
-            if row["state"] == "in_flight" and row["live"]:
-                raise IdempotencyError(
-                    "A request with this Idempotency-Key is still in progress; retry shortly.",
-                    status=409,
-                    param="Idempotency-Key",
-                )
-            # Retryable, or in flight past its lease (the process died): run again, same seed.
-            await conn.execute(
-                "UPDATE idempotency_keys SET state = 'in_flight', locked_until = clock_timestamp() + $3::interval "
-                "WHERE account_id = $1 AND key = $2",
-                account_id, key, self.lease,
+        if row["state"] == "done":
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
+            return Claim(row["seed"], (row["response_status"], headers, row["response_body"]))
+        if row["state"] == "in_flight" and row["live"]:
+            raise IdempotencyError(
+                "A request with this Idempotency-Key is still in progress; retry shortly.",
+                status=409,
+                param="Idempotency-Key",
             )
-            return Claim(row["seed"])
+        # Retryable, or in flight past its lease (the process died): run again, same seed.
+        await conn.execute(
+            "UPDATE idempotency_keys SET state = 'in_flight', locked_until = clock_timestamp() + $3::interval "
+            "WHERE account_id = $1 AND key = $2",
+            account_id, key, self.lease,
+        )
+        return Claim(row["seed"])
 
     async def finish(
         self, account_id: uuid.UUID, key: str, status: int | None, headers: list[tuple[bytes, bytes]], body: bytes
@@ -92,7 +99,7 @@ class IdempotencyStore:
         answer worth replaying: the key stays usable for a retry."""
         final = status is not None and status < 500 and status != 429
         stored = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _NOT_REPLAYED]
-        async with self.database.sql_transaction() as conn:
+        async with self.database.sql_connection() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET state = $3, locked_until = NULL, response_status = $4, "
                 "response_headers = $5::jsonb, response_body = $6 WHERE account_id = $1 AND key = $2",

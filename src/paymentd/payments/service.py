@@ -92,7 +92,7 @@ class PaymentService:
         deadline = self.background.deadline(wait_s)
         money = Money.parse(data.amount, data.currency)
         payment_id = uuid.uuid5(seed, "payment") if seed else uuid.uuid4()
-        async with self.database.sql_transaction() as conn:
+        async with self.database.sql_connection() as conn:  # reads only
             if seed and (existing := await sql.payment(conn, payment_id, account_id=principal.account_id)):
                 return Outcome(existing)  # a re-run of a request whose answer was lost
             payer = await users.payer(conn, principal.account_id, data.user_id)
@@ -163,7 +163,7 @@ class PaymentService:
             return payment
         except asyncpg.UniqueViolationError:
             # The same seeded request ran twice at once: the other one's row stands.
-            async with self.database.sql_transaction() as conn:
+            async with self.database.sql_connection() as conn:
                 existing = await sql.payment(conn, payment.id)
             if existing is None:
                 raise
@@ -462,8 +462,9 @@ class PaymentService:
         return view
 
     async def _view(self, account_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentView:
-        # Plain SQL, one transaction: GET is the call clients poll (payments/sql.py).
-        async with self.database.sql_transaction() as conn:
+        # Plain SQL, and no transaction (under READ COMMITTED it would not make the reads
+        # one snapshot, only cost BEGIN and COMMIT): GET is the call clients poll.
+        async with self.database.sql_connection() as conn:
             payment = await sql.payment(conn, payment_id, account_id=account_id)
             if payment is None:
                 raise NotFound("No such payment.", param="id")
