@@ -179,13 +179,18 @@ async def _judge(conn: asyncpg.Connection, event: ProviderEvent) -> _Judged:
     intent: ProviderPayment = event.object
     if intent.status is ProviderStatus.unknown:
         return _Judged(IGNORED_UNKNOWN_STATUS)
-    attempt_open = await sql.open_attempt(conn, payment.id) is not None
+
+    async def attempt_open() -> bool:  # asked only where the answer matters
+        return await sql.open_attempt(conn, payment.id) is not None
+
     if _needs_truth(payment.status, intent) or _lacks_details(payment.payment_method_details is not None, intent):
-        return _Judged(None, racing=attempt_open)
+        return _Judged(None, racing=await attempt_open())
     if (refused := _refusal(payment, intent)) is not None:
         return _Judged(refused)
-    if _changes(payment, intent) or (attempt_open and sync.confirmed_outcome(intent) is not None):
-        return _Judged(None, racing=attempt_open)
+    if _changes(payment, intent):
+        return _Judged(None, racing=await attempt_open())
+    if sync.confirmed_outcome(intent) is not None and await attempt_open():
+        return _Judged(None, racing=True)  # the job closes the attempt
     return _Judged(NOTHING_NEW)
 
 
