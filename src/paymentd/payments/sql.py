@@ -3,7 +3,7 @@
 Every payment is created, confirmed, has Stripe's answer recorded (from our call or
 a webhook) and is read back (GET); through the ORM session those statements cost
 three to four times the CPU of the same SQL on the driver, about half of paymentd's
-CPU per payment (bench/results/cpu-per-payment-2026-11-26-*.md). Rows still come
+CPU per payment (bench/results/cpu-per-payment-*.md and its git history). Rows still come
 back as the ORM classes, unattached, so states, sync and the presenters read them
 as ever; everything else keeps the ORM session.
 """
