@@ -357,6 +357,11 @@ class Webhooks:
                    headers={"Authorization": f"Bearer {SIM_KEY}"}).raise_for_status()
 
 
+def checkout(path: Path) -> str:
+    found = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"{path} at {found.stdout.strip() or 'unknown commit'}"
+
+
 def report(loads: list[Load], args, command: str, info: dict[str, str], notes: list[str]) -> str:
     def row(name: str, ph: Phase) -> str:
         c, f = ph.latencies("create"), ph.latencies("confirm")
@@ -374,6 +379,7 @@ def report(loads: list[Load], args, command: str, info: dict[str, str], notes: l
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{command}`",
+        f"- paymentd from: {checkout(args.src.parent if args.src else ROOT)}",
         f"- Load: {args.clients} concurrent clients (keep-alive connections) in {args.processes} generator processes, "
         "each client running create -> confirm pairs, either back to back (closed loop) or paced so that all "
         "clients together offer a fixed rate (a paced pair that starts late counts its lateness in the create's "
@@ -459,6 +465,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="paymentd's PAYMENTD_LOG_LEVEL (default INFO, as shipped)")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     parser.add_argument("--keep", action="store_true", help="leave the database behind for inspection")
+    parser.add_argument("--src", type=Path, default=None,
+                        help="run paymentd from another checkout's src/ (through PYTHONPATH, with this virtualenv): "
+                             "runs alternating with and without it compare two versions on the same machine state")
     args = parser.parse_args()
     command = "python bench/core_latency.py " + shlex.join(sys.argv[1:])
     out = args.out or ROOT / "bench" / "results" / f"core-latency-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
@@ -484,6 +493,8 @@ def main() -> None:
         env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_LOG_LEVEL": args.log_level,
                 "PAYMENTD_STRIPE_RPS": str(args.stripe_rps),
                 "PAYMENTD_RUN_WORKER": "true" if args.worker == "inline" else "false"}
+        if args.src is not None:
+            env["PYTHONPATH"] = str(args.src.resolve())
         if args.reconcile_interval is not None:
             env["PAYMENTD_RECONCILE_INTERVAL_S"] = str(args.reconcile_interval)
         hooks = Webhooks.register(sim_url, f"{api_url}/api/webhooks/stripe") if args.events == "webhooks" else None
