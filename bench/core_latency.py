@@ -357,9 +357,9 @@ class Webhooks:
                    headers={"Authorization": f"Bearer {SIM_KEY}"}).raise_for_status()
 
 
-def checkout(path: Path) -> str:
+def commit_of(path: Path) -> str:
     found = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return f"{path} at {found.stdout.strip() or 'unknown commit'}"
+    return found.stdout.strip() or "an unknown commit"
 
 
 def report(loads: list[Load], args, command: str, info: dict[str, str], notes: list[str]) -> str:
@@ -379,7 +379,7 @@ def report(loads: list[Load], args, command: str, info: dict[str, str], notes: l
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Command: `{command}`",
-        f"- paymentd from: {checkout(args.src.parent if args.src else ROOT)}",
+        f"- paymentd from: {args.src or ROOT / 'src'} at {commit_of(args.src or ROOT)}",
         f"- Load: {args.clients} concurrent clients (keep-alive connections) in {args.processes} generator processes, "
         "each client running create -> confirm pairs, either back to back (closed loop) or paced so that all "
         "clients together offer a fixed rate (a paced pair that starts late counts its lateness in the create's "

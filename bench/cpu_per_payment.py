@@ -46,7 +46,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core_latency import (  # noqa: E402
-    ADMIN_URL, ROOT, VENV_BIN, Webhooks, cli, cpu_by_pid, cpu_delta, free_port, machine, postgres_processes, stop,
+    ADMIN_URL, ROOT, VENV_BIN, Webhooks, cli, commit_of, cpu_by_pid, cpu_delta, free_port, machine, postgres_processes,
+    stop,
     wait_http,
 )
 
@@ -141,11 +142,6 @@ def _wait_for_events(database_url: str, timeout_s: float = 120) -> None:
         time.sleep(0.5)
 
 
-def _commit(path: Path) -> str:
-    found = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() or "an unknown commit"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ to compare against")
@@ -159,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python bench/cpu_per_payment.py " + shlex.join(sys.argv[1:])
     variants = {"this checkout": None} if args.baseline_src is None else {
-        f"baseline ({args.baseline_src} at {_commit(args.baseline_src)})": args.baseline_src.resolve(),
+        f"baseline ({args.baseline_src} at {commit_of(args.baseline_src)})": args.baseline_src.resolve(),
         "this checkout": None}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
@@ -169,7 +165,7 @@ def main() -> None:
                   file=sys.stderr)
 
     info = machine()
-    commit = _commit(ROOT)
+    commit = commit_of(ROOT)
     def cells(values: list[float]) -> str:
         return f"{' / '.join(f'{v:.2f}' for v in values)} | **{min(values):.2f}**"
 
