@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from .errors import StripeError, invalid_request, resource_missing
-from .resources import attempts, disputes, refunds
+from .resources import attempts, disputes, early_fraud_warnings, refunds
 from .sim import Sim
 
 
@@ -34,7 +34,7 @@ def _stats(sim: Sim) -> dict[str, Any]:
     store = sim.store
     counts = {name: len(getattr(store, name).objects) for name in (
         "payment_intents", "charges", "payment_methods", "customers", "refunds", "events",
-        "webhook_endpoints", "disputes")}
+        "webhook_endpoints", "disputes", "reviews", "early_fraud_warnings")}
     return {"objects": counts, "idempotency_keys": len(sim.idempotency.entries),
             "requests_logged": len(sim.requests), "rss_kb": _rss_kb()}
 
@@ -122,6 +122,8 @@ def handle(sim: Sim, method: str, path: str, query: bytes, body: bytes) -> tuple
             return 200, refunds.fail(sim, target), {}
         case ("POST", "charges", "*", "dispute"):
             return 200, disputes.open_for(sim, target, data.get("reason", "fraudulent"), data.get("amount")), {}
+        case ("POST", "charges", "*", "early_fraud_warning"):
+            return 200, early_fraud_warnings.warn_for(sim, target, data.get("fraud_type", "misc")), {}
         case ("POST", "disputes", "*", "close"):
             return 200, disputes.resolve(sim, target, _outcome(data, ("won", "lost"), "lost")), {}
         case ("GET", "redirect", "*"):

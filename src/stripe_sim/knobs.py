@@ -31,6 +31,7 @@ class Config:
     settle_delay_ms: float = 1000.0         # sepa_debit / us_bank_account processing time
     refund_fail_delay_ms: float = 1000.0    # until refunds on 4000000000005126 fail
     dispute_delay_ms: float = 1000.0        # until charges on 4000000000000259 are disputed
+    early_fraud_warning_delay_ms: float = 1000.0  # until charges on 4000000000005423 get a warning
     webhook_url: str | None = None          # endpoint registered at start, receives all events
     webhook_secret: str | None = None
     webhook_delay_ms: float = 0.0

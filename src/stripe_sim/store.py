@@ -149,7 +149,8 @@ class Store:
 
     KINDS: ClassVar[dict[str, str]] = {
         "pi": "payment_intent", "ch": "charge", "pm": "payment_method", "cus": "customer",
-        "re": "refund", "we": "webhook_endpoint", "du": "dispute",
+        "re": "refund", "we": "webhook_endpoint", "du": "dispute", "prv": "review",
+        "issfr": "early_fraud_warning",
     }
 
     def __init__(self, hot_limit: int | None = None) -> None:
@@ -165,6 +166,8 @@ class Store:
         self.customers = Collection("customer", hot)
         self.refunds = Collection("refund", hot)
         self.disputes = Collection("dispute", hot)
+        self.reviews = Collection("review", hot)
+        self.early_fraud_warnings = Collection("early_fraud_warning", hot)
         # Never packed: events and endpoints are held by webhook deliveries across awaits.
         self.events = Collection("event")
         self.webhook_endpoints = Collection("webhook_endpoint")
@@ -182,7 +185,7 @@ class Store:
     def set_hot_limit(self, hot_limit: int | None) -> None:
         self.hot_limit = hot_limit
         for collection in (self.payment_intents, self.charges, self.payment_methods, self.customers,
-                           self.refunds, self.disputes):
+                           self.refunds, self.disputes, self.reviews, self.early_fraud_warnings):
             collection.hot_limit = hot_limit
 
 

@@ -29,6 +29,12 @@ class Behaviour:
     auth_unless_saved: bool = False   # 3DS needed unless saved to a customer and used off-session
     refund_fails: bool = False        # refunds are created, then fail later (refund.failed)
     disputed: bool = False            # a dispute is opened soon after the charge succeeds
+    # What Radar makes of the payment (see radar.py): its risk level, the rule that acted on it,
+    # whether it opens a review, and whether the issuer sends an early fraud warning after capture.
+    risk_level: str = "normal"
+    radar_rule: str | None = None
+    review: bool = False
+    early_fraud_warning: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,14 @@ def _declines(code: str, decline_code: str | None, message: str) -> Behaviour:
     return Behaviour("decline", Decline(code, decline_code, message), attach_fails=True)
 
 
+# Radar's block: the issuer is never asked; Stripe answers with decline code `fraudulent`.
+FRAUDULENT = Decline("card_declined", "fraudulent", "Your card was declined.")
+RADAR_BLOCK = Behaviour("decline", FRAUDULENT, attach_fails=True, risk_level="highest")
+# Blocked by Radar's default rule "Block if :risk_level: = 'highest'" (documented as settings-dependent).
+HIGHEST_RISK = Behaviour("decline", FRAUDULENT, risk_level="highest", radar_rule="block_if_high_risk")
+# Allowed, then queued for manual review by Radar for Fraud Teams' default review rule.
+ELEVATED_RISK = Behaviour(risk_level="elevated", radar_rule="manual_review_if_elevated_risk", review=True)
+
 AUTH_REQUIRED = Decline("authentication_required", "authentication_required",
                         "Your card was declined. This transaction requires authentication.")
 
@@ -77,7 +91,13 @@ CARDS = {c.number: c for c in [
     Card("4000000000000119", "visa", behaviour=_declines(
         "processing_error", "processing_error",
         "An error occurred while processing your card. Try again in a little bit.")),
-    Card("4100000000000019", "visa", behaviour=_declines("card_declined", "fraudulent", "Your card was declined.")),
+    Card("4000000000006975", "visa", behaviour=_declines(
+        "card_declined", "card_velocity_exceeded",
+        "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.")),
+    Card("4100000000000019", "visa", behaviour=RADAR_BLOCK),
+    Card("4000000000004954", "visa", behaviour=HIGHEST_RISK),
+    Card("4000000000009235", "visa", behaviour=ELEVATED_RISK),
+    Card("4000000000005423", "visa", behaviour=Behaviour(early_fraud_warning=True)),
     Card("4000000000000341", "visa", behaviour=Behaviour("decline", GENERIC)),
     Card("4000000000003220", "visa", behaviour=Behaviour("authenticate")),
     Card("4000002760003184", "visa", behaviour=Behaviour("authenticate")),
@@ -97,7 +117,14 @@ _TOKENS = {
     "chargeCustomerFail": "4000000000000341", "threeDSecure2Required": "4000000000003220",
     "authenticationRequired": "4000002760003184", "authenticationRequiredOnSetup": "4000002500003155",
     "refundFail": "4000000000005126", "createDispute": "4000000000000259",
+    "chargeDeclinedVelocityLimitExceeded": "4000000000006975",
+    "radarBlock": "4100000000000019", "riskLevelHighest": "4000000000004954", "riskLevelElevated": "4000000000009235",
+    "createIssuerFraudRecord": "4000000000005423",
 }
+# Stripe documents most decline ids in a `visa_` form too (pm_card_visa_chargeDeclinedInsufficientFunds);
+# both spellings name the same card.
+_TOKENS.update({f"visa_{name}": number for name, number in list(_TOKENS.items())
+                if name.startswith("chargeDeclined")})
 TEST_PAYMENT_METHODS = {f"pm_card_{name}": CARDS[number] for name, number in _TOKENS.items()}
 TEST_TOKENS = {f"tok_{name}": CARDS[number] for name, number in _TOKENS.items()}
 

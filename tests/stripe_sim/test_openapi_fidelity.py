@@ -18,7 +18,11 @@ import pytest
 
 from stripe_sim.params import extract
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / ".." / "shared" / "stripe" / "openapi.json"
+# The shared folder sits next to the main checkout, or two levels up from a worktree in wt/.
+_ROOT = Path(__file__).resolve().parents[2]
+SPEC_PATH = next((p for p in (_ROOT.parent / "shared" / "stripe" / "openapi.json",
+                              _ROOT.parent.parent / "shared" / "stripe" / "openapi.json") if p.exists()),
+                 _ROOT.parent / "shared" / "stripe" / "openapi.json")
 KEY = {"Authorization": "Bearer sk_test_fidelity"}
 
 # Fields real Stripe returns today that this (older) spec does not describe yet.

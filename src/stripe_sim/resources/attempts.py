@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import testcards
+from .. import radar, testcards
 from ..context import SYSTEM, Ctx
 from ..errors import StripeError, invalid_request, resource_missing, unexpected_state
-from . import charges, disputes, payment_methods
+from . import charges, disputes, early_fraud_warnings, payment_methods, reviews
 from .common import fetch
 
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
@@ -109,10 +109,11 @@ def _error_for(pi: dict[str, Any], pm: dict[str, Any], error: dict[str, Any]) ->
     pi["next_action"] = None
 
 
-def _decline(sim: Any, pi: dict[str, Any], pm: dict[str, Any], decline: testcards.Decline, ctx: Ctx) -> None:
-    """Fail the attempt as the issuer would: a failed charge, then Stripe's 402 card_error."""
+def _decline(sim: Any, pi: dict[str, Any], pm: dict[str, Any], decline: testcards.Decline, ctx: Ctx,
+             behaviour: testcards.Behaviour | None = None) -> None:
+    """Fail the attempt as Radar or the issuer would: a failed charge, then Stripe's 402 card_error."""
     charge = charges.new(sim, pi, pm, status="failed", captured=False, failure_code=decline.code,
-                         failure_message=decline.message, decline_code=decline.decline_code)
+                         failure_message=decline.message, outcome=radar.declined(decline, behaviour))
     error = {"charge": charge["id"], "code": decline.code,
              "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
              "message": decline.message, "type": "card_error"}
@@ -129,7 +130,7 @@ def _decline(sim: Any, pi: dict[str, Any], pm: dict[str, Any], decline: testcard
 def _authorize(sim: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: testcards.Behaviour,
                ctx: Ctx) -> dict[str, Any]:
     if behaviour.outcome == "decline":
-        _decline(sim, pi, pm, behaviour.decline, ctx)
+        _decline(sim, pi, pm, behaviour.decline, ctx, behaviour)
     pi["next_action"] = None
     if behaviour.outcome == "delayed":
         charge = charges.new(sim, pi, pm, status="pending", captured=True)
@@ -140,7 +141,9 @@ def _authorize(sim: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: test
         sim.later(sim.config.settle_delay_ms, settle, sim, pi["id"], None)
         return pi
     manual = pi["capture_method"] == "manual"
-    charge = charges.new(sim, pi, pm, status="succeeded", captured=not manual)
+    charge = charges.new(sim, pi, pm, status="succeeded", captured=not manual,
+                         outcome=radar.approved(pm["type"], behaviour))
+    review = reviews.open_for(sim, pi, charge, pm) if behaviour.review else None
     pi["latest_charge"] = charge["id"]
     _settle_pm_usage(sim, pi, pm, ctx)
     sim.emit("charge.succeeded", charge, ctx)
@@ -150,9 +153,18 @@ def _authorize(sim: Any, pi: dict[str, Any], pm: dict[str, Any], behaviour: test
     else:
         pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
         sim.emit("payment_intent.succeeded", pi, ctx)
-        if behaviour.disputed:
-            sim.later(sim.config.dispute_delay_ms, disputes.open_for, sim, charge["id"], "fraudulent")
+        after_capture(sim, charge["id"], behaviour)
+    if review is not None:
+        sim.emit("review.opened", review, ctx)
     return pi
+
+
+def after_capture(sim: Any, charge_id: str, behaviour: testcards.Behaviour) -> None:
+    """What the network does later to a captured charge on some test cards: a dispute, or a fraud warning."""
+    if behaviour.disputed:
+        sim.later(sim.config.dispute_delay_ms, disputes.open_for, sim, charge_id, "fraudulent")
+    if behaviour.early_fraud_warning:
+        sim.later(sim.config.early_fraud_warning_delay_ms, early_fraud_warnings.warn_for, sim, charge_id)
 
 
 def _settle_pm_usage(sim: Any, pi: dict[str, Any], pm: dict[str, Any], ctx: Ctx) -> None:
@@ -179,14 +191,14 @@ def settle(sim: Any, pi_id: str, outcome: str | None) -> dict[str, Any]:
     elif outcome == "fail" and decline is None:
         decline = testcards.Decline("generic_decline", None, "The payment was declined by the bank.")
     if decline is None:
-        charge.update(status="succeeded", paid=True, outcome=charges.APPROVED)
+        charge.update(status="succeeded", paid=True, outcome=radar.AUTHORIZED)
         pi["status"], pi["amount_received"] = "succeeded", pi["amount"]
         sim.emit("charge.succeeded", charge, SYSTEM)
         sim.emit("payment_intent.succeeded", pi, SYSTEM)
         return pi
     charge.update(status="failed", captured=False, amount_captured=0, balance_transaction=None,
                   failure_code=decline.code, failure_message=decline.message,
-                  outcome={**charges.APPROVED, "network_status": "declined_by_network",
+                  outcome={**radar.AUTHORIZED, "network_status": "declined_by_network",
                            "reason": decline.code, "type": "issuer_declined",
                            "seller_message": decline.message})
     _error_for(pi, pm, {"charge": charge["id"], "code": decline.code, "message": decline.message,

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import radar
 from ..context import Ctx, now
 from .common import fetch, list_page
-
-APPROVED = {"advice_code": None, "network_advice_code": None, "network_decline_code": None,
-             "network_status": "approved_by_network", "reason": None, "risk_level": "normal", "risk_score": 32,
-             "seller_message": "Payment complete.", "type": "authorized"}
-
 
 # Shared by every card charge: nested dicts are replaced, never mutated in place.
 _CARD_FIXED = {
@@ -23,20 +19,6 @@ _CARD_FIXED = {
     "multicapture": {"status": "unavailable"}, "network_token": {"used": False},
     "network_transaction_id": "123456789012345", "three_d_secure": None,
 }
-
-
-def _outcome(failure_decline_code: str | None, status: str) -> dict[str, Any] | None:
-    if status == "pending":
-        return None
-    if failure_decline_code is None:
-        return APPROVED
-    if failure_decline_code == "fraudulent":
-        return {**APPROVED, "network_status": "not_sent_to_network", "reason": "highest_risk_level",
-                "risk_level": "highest", "risk_score": 95, "type": "blocked",
-                "seller_message": "Stripe blocked this payment as too risky."}
-    return {**APPROVED, "network_status": "declined_by_network", "reason": failure_decline_code,
-            "seller_message": "The bank did not return any further details with this decline.",
-            "type": "issuer_declined"}
 
 
 def _method_details(pi: dict[str, Any], pm: dict[str, Any], created: int) -> dict[str, Any]:
@@ -70,8 +52,8 @@ def _method_details(pi: dict[str, Any], pm: dict[str, Any], created: int) -> dic
 
 def new(sim: Any, pi: dict[str, Any], pm: dict[str, Any], *, status: str, captured: bool,
         failure_code: str | None = None, failure_message: str | None = None,
-        decline_code: str | None = None) -> dict[str, Any]:
-    """Record one payment attempt for `pi` with `pm`: succeeded, pending or failed."""
+        outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record one payment attempt for `pi` with `pm`: succeeded, pending or failed, with Radar's `outcome`."""
     store = sim.store
     charge_id = store.ids.new("ch")
     created = now()
@@ -96,11 +78,11 @@ def new(sim: Any, pi: dict[str, Any], pm: dict[str, Any], *, status: str, captur
         "failure_balance_transaction": None,
         "failure_code": failure_code,
         "failure_message": failure_message,
-        "fraud_details": {},
+        "fraud_details": radar.BLOCKED_FRAUD_DETAILS if radar.is_blocked(outcome) else {},
         "livemode": False,
         "metadata": pi["metadata"],
         "on_behalf_of": None,
-        "outcome": _outcome(decline_code or (failure_code if status == "failed" else None), status),
+        "outcome": None if status == "pending" else outcome,
         "paid": status == "succeeded",
         "payment_intent": pi["id"],
         "payment_method": pm["id"],

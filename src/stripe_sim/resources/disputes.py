@@ -11,6 +11,7 @@ from typing import Any
 
 from ..context import SYSTEM, Ctx, now
 from ..errors import invalid_request
+from . import early_fraud_warnings, reviews
 from .common import fetch, list_page, merged_metadata
 
 _EVIDENCE_FIELDS = (
@@ -60,6 +61,8 @@ def open_for(sim: Any, charge_id: str, reason: str, amount: int | None = None) -
     charge["disputed"] = True
     sim.emit("charge.dispute.created", dispute, SYSTEM)
     sim.emit("charge.dispute.funds_withdrawn", dispute, SYSTEM)
+    reviews.close_for_charge(sim, charge, "disputed", SYSTEM)
+    early_fraud_warnings.refresh_for_charge(sim, charge, SYSTEM)
     return dispute
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..context import Ctx, now
 from ..errors import invalid_request, unexpected_state
-from . import attempts, disputes
+from . import attempts, reviews
 from .attempts import CONFIRMABLE
 from .common import fetch, list_page, merged_metadata, money
 
@@ -231,8 +231,7 @@ def capture(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str,
     pi["status"], pi["amount_received"], pi["amount_capturable"] = "succeeded", amount, 0
     sim.emit("charge.captured", charge, ctx)
     sim.emit("payment_intent.succeeded", pi, ctx)
-    if store.pm_behaviour[charge["payment_method"]].disputed:
-        sim.later(sim.config.dispute_delay_ms, disputes.open_for, sim, charge["id"], "fraudulent")
+    attempts.after_capture(sim, charge["id"], store.pm_behaviour[charge["payment_method"]])
     return pi
 
 
@@ -244,13 +243,17 @@ def cancel(sim: Any, ctx: Ctx, params: dict[str, Any], pi_id: str) -> dict[str, 
             f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}. Only a "
             "PaymentIntent with one of the following statuses may be canceled: " + ", ".join(CANCELABLE) + ".",
             payment_intent=pi)
-    if pi["status"] == "requires_capture":
-        charge = store.charges.get(pi["latest_charge"])
+    charge = store.charges.get(pi["latest_charge"]) if pi["status"] == "requires_capture" else None
+    if charge is not None:
         charge.update(amount_refunded=charge["amount"], refunded=True)
         sim.emit("charge.refunded", charge, ctx)
-    pi.update(status="canceled", canceled_at=now(), cancellation_reason=params.get("cancellation_reason"),
-              amount_capturable=0, next_action=None)
+    reason = params.get("cancellation_reason")
+    pi.update(status="canceled", canceled_at=now(), cancellation_reason=reason, amount_capturable=0,
+              next_action=None)
     sim.emit("payment_intent.canceled", pi, ctx)
+    if charge is not None:
+        # Releasing an authorization is Stripe's refund of an uncaptured charge: it closes the review.
+        reviews.close_for_charge(sim, charge, "refunded_as_fraud" if reason == "fraudulent" else "refunded", ctx)
     return pi
 
 

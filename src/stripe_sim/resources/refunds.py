@@ -11,6 +11,7 @@ from typing import Any
 
 from ..context import SYSTEM, Ctx, now
 from ..errors import invalid_request
+from . import early_fraud_warnings, reviews
 from .common import fetch, list_page, merged_metadata, money
 
 
@@ -77,6 +78,11 @@ def create(sim: Any, ctx: Ctx, params: dict[str, Any]) -> dict[str, Any]:
     charge["refunded"] = charge["amount_refunded"] == charge["amount"]
     sim.emit("refund.created", refund, ctx)
     sim.emit("charge.refunded", charge, ctx, previous)
+    if charge["refunded"]:
+        # A full refund settles the matter: Stripe closes the review and the warnings stop being actionable.
+        reason = "refunded_as_fraud" if refund["reason"] == "fraudulent" else "refunded"
+        reviews.close_for_charge(sim, charge, reason, ctx)
+        early_fraud_warnings.refresh_for_charge(sim, charge, ctx)
     if pending:
         sim.later(sim.config.settle_delay_ms, settle, sim, refund["id"])
     elif behaviour.refund_fails:
