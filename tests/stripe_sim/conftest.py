@@ -48,6 +48,7 @@ async def control(sim: stripe_sim.SimHandle) -> AsyncIterator[httpx.AsyncClient]
 async def fresh(control: httpx.AsyncClient) -> AsyncIterator[None]:
     """Every test starts with an empty simulator and default knobs (short delays for speed)."""
     await control.post("/config", json={**DEFAULTS, "settle_delay_ms": 100.0, "refund_fail_delay_ms": 100.0,
-                                        "dispute_delay_ms": 100.0, "webhook_retry_base_ms": 50.0})
+                                        "dispute_delay_ms": 100.0, "early_fraud_warning_delay_ms": 100.0,
+                                        "webhook_retry_base_ms": 50.0})
     await control.post("/reset")
     yield

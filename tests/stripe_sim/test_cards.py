@@ -17,6 +17,10 @@ DECLINES = [
     ("pm_card_chargeDeclinedProcessingError", "4000000000000119", "processing_error", "processing_error"),
     ("pm_card_chargeDeclinedFraudulent", "4100000000000019", "card_declined", "fraudulent"),
     ("pm_card_chargeCustomerFail", "4000000000000341", "card_declined", "generic_decline"),
+    ("pm_card_visa_chargeDeclinedVelocityLimitExceeded", "4000000000006975", "card_declined",
+     "card_velocity_exceeded"),
+    ("pm_card_radarBlock", "4100000000000019", "card_declined", "fraudulent"),
+    ("pm_card_riskLevelHighest", "4000000000004954", "card_declined", "fraudulent"),
 ]
 
 

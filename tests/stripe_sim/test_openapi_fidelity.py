@@ -132,7 +132,25 @@ async def scenario(http: httpx.AsyncClient, control: httpx.AsyncClient) -> dict[
     keep(declined["error"]["payment_intent"])
     keep((await http.get(f"/v1/charges/{declined['error']['charge']}")).json())
     seen["error"] = [declined]
+    # Radar: a review opened, listed and approved; a blocked charge; a warning made unactionable by a dispute.
+    elevated = keep(await post(http, "/v1/payment_intents", {**usd, "payment_method": "pm_card_riskLevelElevated",
+                                                             "confirm": "true", "capture_method": "manual"}))
+    keep(await post(http, f"/v1/payment_intents/{elevated['id']}/capture"))
+    keep((await http.get(f"/v1/reviews/{elevated['review']}")).json())
+    keep((await http.get("/v1/reviews")).json()["data"][0])
+    approved = keep(await post(http, f"/v1/reviews/{elevated['review']}/approve", {"expand[]": "charge"}))
+    keep(approved["charge"])
+    keep((await http.get(f"/v1/reviews/{elevated['review']}")).json())
+    keep(await post(http, "/v1/payment_intents", {**usd, "payment_method": "pm_card_riskLevelElevated",
+                                                  "confirm": "true"}))  # its review stays open
+    blocked = await post(http, "/v1/payment_intents", {**usd, "payment_method": "pm_card_radarBlock",
+                                                       "confirm": "true"}, expect=402)
+    keep((await http.get(f"/v1/charges/{blocked['error']['charge']}")).json())
+    seen["error"].append(blocked)
+    keep((await control.post(f"/charges/{paid['latest_charge']['id']}/early_fraud_warning", json={})).json())
     dispute = keep((await control.post(f"/charges/{paid['latest_charge']['id']}/dispute", json={})).json())
+    warnings = (await http.get("/v1/radar/early_fraud_warnings", params={"charge": paid["latest_charge"]["id"]}))
+    keep((await http.get(f"/v1/radar/early_fraud_warnings/{warnings.json()['data'][0]['id']}")).json())
     keep((await control.post(f"/disputes/{dispute['id']}/close", json={"outcome": "won"})).json())
     endpoint = keep(await post(http, "/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/x",
                                                                "enabled_events[]": "charge.failed"}))
@@ -150,7 +168,7 @@ async def scenario(http: httpx.AsyncClient, control: httpx.AsyncClient) -> dict[
 async def test_every_object_matches_its_schema(spec, http, control):
     seen = await scenario(http, control)
     for kind in ("payment_intent", "charge", "payment_method", "customer", "refund", "event", "error",
-                 "webhook_endpoint", "dispute"):
+                 "webhook_endpoint", "dispute", "review", "radar.early_fraud_warning"):
         assert seen.get(kind), f"scenario produced no {kind}"
         for obj in seen[kind]:
             if kind == "error":
@@ -162,6 +180,10 @@ async def test_every_object_matches_its_schema(spec, http, control):
                         "succeeded", "canceled", "processing"}
     assert {r["status"] for r in seen["refund"]} == {"succeeded", "failed"}
     assert {c["status"] for c in seen["charge"]} == {"succeeded", "failed"}
+    assert {c["outcome"]["type"] for c in seen["charge"] if c["outcome"]} >= {
+        "authorized", "manual_review", "issuer_declined", "blocked"}
+    assert {r["open"] for r in seen["review"]} == {True, False}
+    assert {w["actionable"] for w in seen["radar.early_fraud_warning"]} == {True, False}
 
 
 async def test_event_payloads_match_their_object_schemas(spec, http, control):
@@ -171,11 +193,16 @@ async def test_event_payloads_match_their_object_schemas(spec, http, control):
         obj = event["data"]["object"]
         kinds.add(obj["object"])
         check_object(spec, obj["object"], obj)
-    assert {"payment_intent", "charge", "refund", "customer", "payment_method", "dispute"} <= kinds
+    assert {"payment_intent", "charge", "refund", "customer", "payment_method", "dispute", "review",
+            "radar.early_fraud_warning"} <= kinds
+    types = {event["type"] for event in seen["event"]}
+    assert {"review.opened", "review.closed", "radar.early_fraud_warning.created",
+            "radar.early_fraud_warning.updated"} <= types
 
 
 @pytest.mark.parametrize("path", ["/v1/payment_intents", "/v1/charges", "/v1/refunds", "/v1/customers",
-                                  "/v1/events", "/v1/disputes", "/v1/webhook_endpoints"])
+                                  "/v1/events", "/v1/disputes", "/v1/webhook_endpoints", "/v1/reviews",
+                                  "/v1/radar/early_fraud_warnings"])
 async def test_list_responses_match_the_spec(spec, http, control, path):
     await scenario(http, control)
     response = (await http.get(path)).json()
