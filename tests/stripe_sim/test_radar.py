@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import stripe
 
@@ -37,8 +35,7 @@ async def method(client, how, name, number):
 
 
 def outcome_of(charge) -> dict:
-    return json.loads(json.dumps(charge["outcome"].to_dict() if hasattr(charge["outcome"], "to_dict")
-                                 else charge["outcome"]))
+    return charge.outcome.to_dict()
 
 
 @pytest.mark.parametrize("how", ["pm", "tok", "number"])
