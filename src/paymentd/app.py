@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     # Outermost last: the edge (request id, body guard), then admission, then the idempotency claim.
     app.add_middleware(IdempotencyMiddleware, store_factory=lambda scope: scope["app"].state.idempotency)
     app.add_middleware(AdmissionMiddleware)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.hsts)
     _install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(payments_router)

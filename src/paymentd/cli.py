@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -122,13 +123,34 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
     workers: Annotated[int, typer.Option(help="API processes")] = 1,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve TLS (1.2+) with this certificate chain (PEM)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM)")] = None,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        help="Proxies trusted for X-Forwarded-For/-Proto (comma-separated, '*' for any)")] = None,
 ) -> None:
     """Run the API. With nothing configured: embedded PostgreSQL and the Stripe simulator."""
     import uvicorn
 
+    from paymentd.tls import server_context
+
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    certfile = ssl_certfile or settings.ssl_certfile
+    keyfile = ssl_keyfile or settings.ssl_keyfile
+    if keyfile and not certfile:
+        _say("--ssl-keyfile needs --ssl-certfile (PAYMENTD_SSL_CERTFILE)")
+        raise typer.Exit(2)
+    for path in (certfile, keyfile):
+        if path is not None and not path.is_file():
+            _say(f"no such file: {path}")
+            raise typer.Exit(2)
+    scheme = "https" if certfile else "http"
+    tls_options = {}
+    if certfile:
+        password = settings.ssl_keyfile_password.get_secret_value() if settings.ssl_keyfile_password else None
+        tls_options = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile) if keyfile else None,
+                       "ssl_keyfile_password": password, "ssl_context_factory": server_context}
     sim = None
     if settings.sandbox and not settings.stripe_api_base:
         import stripe_sim
@@ -136,8 +158,10 @@ def serve(
         # The simulator signs and delivers its events to this server, as Stripe would.
         hook_secret = (settings.stripe_webhook_secrets or [f"whsec_sandbox_{secrets.token_hex(16)}"])[0]
         hook_host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
+        # Over TLS the simulator trusts exactly the certificate served (it may be self-issued).
         sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0, webhook_secret=hook_secret,
-                                         webhook_url=f"http://{hook_host}:{port}/api/webhooks/stripe")
+                                         webhook_url=f"{scheme}://{hook_host}:{port}/api/webhooks/stripe",
+                                         webhook_trust_file=str(certfile) if certfile else None)
         os.environ["STRIPE_API_BASE"] = sim.url
         os.environ["STRIPE_WEBHOOK_SECRET"] = ",".join(settings.stripe_webhook_secrets or [hook_secret])
     with database_url(settings) as url:
@@ -145,7 +169,8 @@ def serve(
         upgrade(url)
         demo_key = _demo_key(url) if settings.sandbox else None
         get_settings.cache_clear()
-        _say(f"paymentd listening on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+        _say(f"paymentd listening on {scheme}://{host}:{port}  (docs: {scheme}://{host}:{port}/docs)"
+             + ("  TLS 1.2+ only" if certfile else ""))
         if sim is not None:
             _say(f"SANDBOX MODE: no STRIPE_API_KEY set; using the Stripe simulator at {sim.url}. No money moves.")
         if demo_key:
@@ -163,6 +188,8 @@ def serve(
                 workers=workers,
                 access_log=False,
                 timeout_graceful_shutdown=20,
+                forwarded_allow_ips=forwarded_allow_ips or settings.forwarded_allow_ips,
+                **tls_options,
             )
         finally:
             if sim is not None:

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(64, ge=0)
     max_wait_s: int = 30
     max_body_bytes: int = 1_000_000
+    # TLS served by paymentd itself (`serve --ssl-certfile --ssl-keyfile`): TLS 1.2+ only (tls.py),
+    # and every response then says Strict-Transport-Security. Unset: plain HTTP, for a
+    # TLS-terminating proxy in front (README "Behind a proxy").
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_keyfile_password: SecretStr | None = None
+    hsts: str = "max-age=63072000; includeSubDomains"
+    # Proxies whose X-Forwarded-For/-Proto are believed (uvicorn's forwarded_allow_ips):
+    # comma-separated addresses or networks, "*" for any. Unset: uvicorn's default, 127.0.0.1.
+    forwarded_allow_ips: str | None = None
 
     # Receipts: emailed when a payment succeeds, if SMTP is configured.
     smtp_host: str | None = None

@@ -27,6 +27,14 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def libpq_url(url: str) -> str:
+    """The same database as a plain libpq URL, which asyncpg parses itself, TLS
+    parameters included (sslmode, sslrootcert, sslcert, sslkey, sslcrl...), exactly
+    as psycopg (libpq) reads them for Alembic and the job queue. SQLAlchemy's asyncpg
+    dialect would hand them to asyncpg.connect() as unknown keyword arguments."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def sync_url(url: str) -> str:
     """The same database for synchronous tools (Alembic, psycopg)."""
     parsed = make_url(url)
@@ -42,8 +50,12 @@ class Database:
         # default must cover every API process, worker and tool, so stay small.
         # hide_parameters: a failed statement's error text never carries client secrets,
         # emails or metadata into logs or stored error fields.
+        # async_creator: every connection is asyncpg's own parse of the libpq URL, so
+        # `?sslmode=verify-full&sslrootcert=...` means what it means to psql.
+        dsn = libpq_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10, hide_parameters=True
+            async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10, hide_parameters=True,
+            async_creator=lambda: asyncpg.connect(dsn),
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -1,7 +1,9 @@
-"""The HTTP edge: request ids, body limits, the card-data guard, exact JSON numbers.
+"""The HTTP edge: request ids, security headers, body limits, the card-data and
+nesting guards, exact JSON numbers.
 
-The guard runs before any parsing or logging, so a card number sent by mistake
-is refused without ever reaching validation errors, the database or a log line.
+The guards run before any parsing or logging, so a card number sent by mistake
+is refused without ever reaching validation errors, the database or a log line,
+and a hostile body (400,000 nested `[`) is a 400 before any recursive parser sees it.
 """
 
 from __future__ import annotations
@@ -23,17 +25,28 @@ from paymentd.card_data import contains_card_number, find_card_number
 from paymentd.db import store_unavailable
 from paymentd.errors import InvalidRequest, PaymentdError, TemporarilyUnavailable
 from paymentd.logs import log
+from paymentd.security_headers import DEFAULT_HSTS, security_headers
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _SIGNED_BY_STRIPE = {"/api/webhooks/stripe"}
+# Deeper JSON than any client of ours sends (metadata is flat; Stripe's events nest
+# about ten levels); bounding it keeps every recursive parser after us safe.
+MAX_JSON_DEPTH = 64
+_ID_HEADERS = {b"x-request-id", b"paymentd-request-id"}
 
 
-def request_id_for(header: str | None) -> str:
-    """The caller's id when it is a sane token (echoed back), else a fresh one."""
+def new_request_id() -> str:
+    """The server's own id for one request: unique, so logs and the audit trail key on it."""
+    return f"req_{uuid.uuid4().hex}"
+
+
+def caller_request_id(header: str | None) -> str | None:
+    """The caller's X-Request-Id when it is a sane token, kept for correlation only:
+    anyone can send any value, so two requests may share it."""
     if header and _REQUEST_ID_RE.match(header):
         return header
-    return f"req_{uuid.uuid4().hex}"
+    return None
 
 
 class ExactJSONRequest(Request):
@@ -56,11 +69,12 @@ class ExactJSONRoute(APIRoute):
 
 
 async def send_error(send: Send, error: PaymentdError, request_id: str) -> None:
+    """An error answered by middleware itself (the app never saw the request). Inside
+    EdgeMiddleware's `send`, so the id and security headers are added on the way out."""
     body = json.dumps(error.envelope(request_id)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()),
         *[(k.lower().encode(), v.encode()) for k, v in error.headers().items()],
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
@@ -70,30 +84,39 @@ async def send_error(send: Send, error: PaymentdError, request_id: str) -> None:
 class EdgeMiddleware:
     """Pure ASGI so it can see (and refuse) the raw body before FastAPI parses it."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts: str = DEFAULT_HSTS) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = request_id
+        # Our own id keys the logs, the error envelope and the audit trail; the caller's
+        # is echoed in X-Request-Id and logged beside it, for their correlation.
+        request_id = new_request_id()
+        caller_id = caller_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["caller_request_id"] = caller_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = scope["state"]["received_at"] = time.perf_counter()  # the response budget counts from here
+        if caller_id:
+            structlog.contextvars.bind_contextvars(caller_request_id=caller_id)
+        started = state["received_at"] = time.perf_counter()  # the response budget counts from here
         status_holder = {"status": 500}
+        # "https" under uvicorn's TLS, or behind a proxy it trusts (X-Forwarded-Proto).
+        tls = scope.get("scheme") == "https"
+        ids = [(b"x-request-id", (caller_id or request_id).encode()), (b"paymentd-request-id", request_id.encode())]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["started"] = True
                 status_holder["status"] = message["status"]
-                message["headers"] = [
-                    *[h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"],
-                    (b"x-request-id", request_id.encode()),
-                ]
+                own = [h for h in message.get("headers", []) if h[0].lower() not in _ID_HEADERS]
+                message["headers"] = [*security_headers(own, tls=tls, hsts=self.hsts), *ids]
             await send(message)
 
         try:
@@ -103,10 +126,12 @@ class EdgeMiddleware:
                 # number, and refusing one would only delay it to the reconciler.
                 if scope["path"] not in _SIGNED_BY_STRIPE:
                     self._refuse_card_data(body)
+                else:
+                    refuse_deep_json(body)
                 receive = replay_body(body, receive)
         except PaymentdError as error:
             status_holder["status"] = error.status
-            await send_error(send, error, request_id)
+            await send_error(send_with_id, error, request_id)
         else:
             try:
                 await self.app(scope, receive, send_with_id)
@@ -115,7 +140,7 @@ class EdgeMiddleware:
                     raise  # too late for another answer; the server closes the connection
                 answer = unexpected_error(error)
                 status_holder["status"] = answer.status
-                await send_error(send, answer, request_id)
+                await send_error(send_with_id, answer, request_id)
         finally:
             log.info(
                 "request",
@@ -147,7 +172,7 @@ class EdgeMiddleware:
             return
         text = body.decode("utf-8", errors="replace")
         try:
-            document = json.loads(text, parse_float=Decimal)
+            document = _parse_bounded(text, body)
         except ValueError:
             document = None
             path = "body" if contains_card_number(text) else None
@@ -162,6 +187,51 @@ class EdgeMiddleware:
                 code="card_data_not_allowed",
                 param=path,
             )
+
+
+def _too_deeply_nested() -> InvalidRequest:
+    return InvalidRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).",
+                          code="json_too_deep")
+
+
+def _parse_bounded(text: str, body: bytes) -> Any:
+    """json.loads, refusing nesting deeper than MAX_JSON_DEPTH. The C parser recurses
+    and raises RecursionError near the interpreter's limit; anything it accepts is then
+    measured without recursion, but only when the body holds enough brackets to be
+    too deep (bytes.count is nearly free; the hot path's small bodies skip the walk)."""
+    try:
+        document = json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        raise _too_deeply_nested() from None
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _depth_exceeds(document, MAX_JSON_DEPTH):
+        raise _too_deeply_nested()
+    return document
+
+
+def refuse_deep_json(body: bytes) -> None:
+    """The nesting guard alone, for bodies exempt from the card-data guard."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    try:
+        _parse_bounded(body.decode("utf-8", errors="replace"), body)
+    except ValueError:
+        return  # not JSON: the route's own parser refuses it
+
+
+def _depth_exceeds(document: Any, limit: int) -> bool:
+    stack = [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def unexpected_error(error: Exception) -> PaymentdError:

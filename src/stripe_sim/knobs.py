@@ -40,6 +40,7 @@ class Config:
     webhook_retry_base_ms: float = 500.0    # first retry delay; doubles per attempt
     webhook_max_attempts: int = 5
     webhook_timeout_s: float = 10.0
+    webhook_trust_file: str | None = None   # PEM certificates trusted as they are for https endpoints
     request_log_limit: int = 10_000
     hot_objects: int = 10_000               # per type kept as dicts; older ones are stored packed
     idempotency_ttl_s: float = 24 * 3600.0  # Stripe prunes keys after 24 hours

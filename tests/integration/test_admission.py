@@ -48,7 +48,9 @@ async def test_a_request_with_no_place_in_time_gets_a_quick_retryable_503(  # ty
         waited = time.monotonic() - started
         assert refused.status_code == 503, refused.text
         error = refused.json()["error"]
-        assert (error["type"], error["code"], error["request_id"]) == ("api_error", "overloaded", "req-overloaded")
+        # The envelope carries paymentd's own id; the caller's is echoed in X-Request-Id.
+        assert (error["type"], error["code"], error["request_id"]) == (
+            "api_error", "overloaded", refused.headers["paymentd-request-id"])
         assert refused.headers["retry-after"] == "1" and refused.headers["x-request-id"] == "req-overloaded"
         assert 0.15 <= waited < 1.0, f"waited {waited:.2f} s: half the 0.4 s budget, then refused"
         assert (await client.get("/healthz")).status_code == 200  # never held back

@@ -85,7 +85,7 @@ async def get_receipt(
     receipt = await service.receipt_for(database, principal.account_id, payment_id, default_locale=locale)
     headers = {"Vary": "Accept"}
     if media == HTML:
-        return HTMLResponse(render.html(receipt), headers=headers)
+        return HTMLResponse(render.html(receipt), headers={**headers, "Content-Security-Policy": render.HTML_CSP})
     if media == PDF:
         headers["Content-Disposition"] = f'inline; filename="receipt-{receipt.number}.pdf"'
         return Response(render.pdf(receipt), media_type=PDF, headers=headers)
