@@ -20,6 +20,7 @@ from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.auth.cache import Authenticator
 from paymentd.config import Settings, get_settings
 from paymentd.db import Database
+from paymentd.docs import install_docs
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         version=__version__,
         description="Payments between a merchant's applications and Stripe. See API.md for the contract.",
         lifespan=lifespan,
+        docs_url=None,  # docs.py serves it without a CDN; no ReDoc (it would need one)
+        redoc_url=None,
     )
     app.state.settings = settings
     if settings.max_in_flight:
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(payment_methods_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
+    install_docs(app)
     return app
 
 

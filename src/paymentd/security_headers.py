@@ -30,14 +30,19 @@ DEFAULT_HSTS = "max-age=63072000; includeSubDomains"
 SET_BY_EDGE = frozenset({name for name, _ in ALWAYS} | {b"content-security-policy", b"strict-transport-security"})
 
 
-def html_csp(*, style_hashes: tuple[str, ...] = (), images: bool = False) -> str:
-    """A CSP for our own HTML: nothing from other hosts, no script, no forms, no
-    framing; inline styles only by the hash of their exact text."""
+def html_csp(*, style_hashes: tuple[str, ...] = (), script_hashes: tuple[str, ...] = (),
+             own_assets: bool = False) -> str:
+    """A CSP for our own HTML: nothing from other hosts, no forms, no framing; inline
+    styles and scripts only by the hash of their exact text; with `own_assets`, also
+    scripts, styles, images and fetches from this origin (the /docs page's files)."""
+    self_ = ["'self'"] if own_assets else []
     parts = ["default-src 'none'"]
-    if style_hashes:
-        parts.append("style-src " + " ".join(f"'{h}'" for h in style_hashes))
-    if images:
-        parts.append("img-src 'self' data:")
+    if script_hashes or own_assets:
+        parts.append("script-src " + " ".join([*self_, *(f"'{h}'" for h in script_hashes)]))
+    if style_hashes or own_assets:
+        parts.append("style-src " + " ".join([*self_, *(f"'{h}'" for h in style_hashes)]))
+    if own_assets:
+        parts += ["img-src 'self' data:", "connect-src 'self'"]
     parts += ["frame-ancestors 'none'", "base-uri 'none'", "form-action 'none'"]
     return "; ".join(parts)
 

@@ -6,6 +6,7 @@ Strict-Transport-Security, and the sandbox simulator's webhooks arrive over TLS.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
 import ssl
@@ -33,6 +34,7 @@ class TLSServer:
     sim_url: str
     cert: Path
     keyfile: Path
+    log: Path
 
 
 def tls_client_context(ca: Path, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -82,7 +84,7 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         assert f"paymentd listening on {url}" in text
         demo_key = re.search(r"demo API key .*: (pd_\S+)", text).group(1)  # type: ignore[union-attr]
         sim_url = re.search(r"Stripe simulator at (http://[0-9.]+:[0-9]+)", text).group(1)  # type: ignore[union-attr]
-        yield TLSServer(url, port, ca_file, demo_key, sim_url, cert, key)
+        yield TLSServer(url, port, ca_file, demo_key, sim_url, cert, key, log)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -178,3 +180,22 @@ def test_serve_refuses_an_incomplete_or_missing_tls_configuration(tmp_path: Path
     assert missing.returncode == 2 and "no such file" in missing.stderr
     no_cert = run("serve", env=clean_env(PAYMENTD_SSL_KEYFILE=str(tmp_path / "key.pem")))
     assert no_cert.returncode == 2 and "--ssl-keyfile needs --ssl-certfile" in no_cert.stderr
+
+
+def test_logs_key_on_the_server_id_with_the_callers_beside_it(served: TLSServer) -> None:
+    """The process's own JSON log lines: the server id is `request_id`, the caller's
+    X-Request-Id only `caller_request_id`, even when two requests share it."""
+    with httpx.Client(base_url=served.url, verify=tls_client_context(served.ca), timeout=30) as client:
+        responses = [client.get("/healthz", headers={"X-Request-Id": "trace-from-client-42"}) for _ in range(2)]
+    ours = [r.headers["paymentd-request-id"] for r in responses]
+    assert len(set(ours)) == 2
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")]
+        logged = [line for line in lines if line.get("caller_request_id") == "trace-from-client-42"]
+        if len(logged) >= 2:
+            break
+        assert time.monotonic() < deadline, lines[-5:]
+        time.sleep(0.2)
+    assert sorted(line["request_id"] for line in logged) == sorted(ours)
+    assert all(line["event"] == "request" and line["path"] == "/healthz" for line in logged)

@@ -148,3 +148,22 @@ async def test_an_error_envelope_names_the_server_id_not_the_callers(anonymous: 
     assert response.headers["x-request-id"] == "my-trace"
     assert response.json()["error"]["request_id"] == response.headers["paymentd-request-id"]
     assert SERVER_ID.match(response.json()["error"]["request_id"])
+
+
+async def test_docs_load_nothing_from_other_hosts(anonymous: httpx.AsyncClient) -> None:
+    page = await anonymous.get("/docs")
+    assert page.status_code == 200
+    assert_secure(page, html=True)
+    csp = page.headers["content-security-policy"]
+    # Every file the page names is ours, and is served; its inline script is allowed by hash.
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert linked and all(url.startswith("/docs/assets/") for url in linked), linked
+    for url in linked:
+        asset = await anonymous.get(url)
+        assert asset.status_code == 200 and asset.content, url
+        assert_secure(asset)
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.S)
+    assert inline and all(f"'{render.csp_hash(s)}'" in csp for s in inline)
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    # ReDoc would need a CDN: not served.
+    assert (await anonymous.get("/redoc")).status_code == 404
