@@ -147,6 +147,8 @@ class EdgeMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 status=status_holder["status"],
+                # The caller's address as uvicorn resolved it (X-Forwarded-For from trusted proxies).
+                client_ip=(scope.get("client") or ("",))[0] or None,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 

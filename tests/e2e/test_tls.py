@@ -65,7 +65,8 @@ def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     port = free_port()
     log = folder / "serve.log"
     process = subprocess.Popen(
-        [PAYMENTD, "serve", "--port", str(port), "--workers", "2", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+        [PAYMENTD, "serve", "--port", str(port), "--workers", "2", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+         "--forwarded-allow-ips", "127.0.0.1"],
         env=clean_env(DATABASE_URL=database_url, PAYMENTD_RECONCILE_INTERVAL_S="3600"),
         stderr=log.open("w"), stdout=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
@@ -199,3 +200,21 @@ def test_logs_key_on_the_server_id_with_the_callers_beside_it(served: TLSServer)
         time.sleep(0.2)
     assert sorted(line["request_id"] for line in logged) == sorted(ours)
     assert all(line["event"] == "request" and line["path"] == "/healthz" for line in logged)
+    assert all(line["client_ip"] == "127.0.0.1" for line in logged)
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_nearest_untrusted_address(served: TLSServer) -> None:
+    """127.0.0.1 is the trusted proxy here (--forwarded-allow-ips): the address it
+    appended is believed, what the client put before it is not."""
+    forwarded = {"X-Forwarded-For": "198.51.100.66, 203.0.113.9", "X-Request-Id": "trace-behind-proxy"}
+    with httpx.Client(base_url=served.url, verify=tls_client_context(served.ca), timeout=30) as client:
+        assert client.get("/healthz", headers=forwarded).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in served.log.read_text().splitlines() if line.startswith("{")]
+        logged = [line for line in lines if line.get("caller_request_id") == "trace-behind-proxy"]
+        if logged:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert logged[0]["client_ip"] == "203.0.113.9"
