@@ -61,17 +61,22 @@ def security_headers(headers: list[tuple[bytes, bytes]], *, tls: bool, hsts: str
     else HTML gets HTML_CSP and everything else API_CSP; HSTS only over TLS."""
     kept: list[tuple[bytes, bytes]] = []
     csp = None
-    html = False
+    media = b""
     for name, value in headers:
         lower = name.lower()
         if lower == b"content-type":
-            html = value.lower().startswith(b"text/html")
+            media = value.lower()
         if lower == b"content-security-policy":
             csp = value
         if lower not in SET_BY_EDGE:
             kept.append((name, value))
     kept.extend(ALWAYS)
-    kept.append((b"content-security-policy", csp or (HTML_CSP if html else API_CSP).encode()))
+    if csp is None and not media.startswith(b"application/pdf"):
+        # Not on PDFs: browsers show them in a plugin viewer that `default-src 'none'`
+        # (object-src) can stop from rendering an inline receipt; a PDF runs no script of ours.
+        csp = (HTML_CSP if media.startswith(b"text/html") else API_CSP).encode()
+    if csp is not None:
+        kept.append((b"content-security-policy", csp))
     if tls:
         kept.append((b"strict-transport-security", hsts.encode()))
     return kept

@@ -30,3 +30,10 @@ def test_html_gets_the_html_policy_unless_the_route_chose_one() -> None:
                                       tls=False, hsts="x"))
     assert chosen[b"content-security-policy"] == [own.encode()]
     assert "style-src 'sha256-" in own and "default-src 'none'" in own
+
+
+def test_a_pdf_gets_every_header_but_a_csp() -> None:
+    got = as_dict(security_headers([(b"content-type", b"application/pdf")], tls=True, hsts="max-age=9"))
+    assert b"content-security-policy" not in got
+    assert got[b"cache-control"] == [b"no-store"] and got[b"x-content-type-options"] == [b"nosniff"]
+    assert got[b"strict-transport-security"] == [b"max-age=9"]
