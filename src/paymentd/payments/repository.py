@@ -13,6 +13,7 @@ from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.errors import InvalidRequest
+from paymentd.instants import utc_instant
 from paymentd.payments.models import Payment, PaymentAttempt
 
 # Attempt outcomes that mean "Stripe may or may not have acted yet".
@@ -66,11 +67,24 @@ def encode_cursor(payment: Payment) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) an `encode_cursor` cursor holds, or a 400: anything else a
+    caller sends (bad base64, other JSON, wrong types, extreme or naive times) is refused
+    here, before it can reach a query."""
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(raw["t"]), uuid.UUID(raw["id"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidRequest("The cursor is not one this API returned.", code="parameter_invalid", param="cursor") from error
+        if not isinstance(raw, dict) or not isinstance(raw.get("t"), str) or not isinstance(raw.get("id"), str):
+            raise ValueError("not a cursor")
+        at, last_id = datetime.fromisoformat(raw["t"]), uuid.UUID(raw["id"])
+    except (ValueError, RecursionError) as error:  # binascii and Unicode errors are ValueErrors
+        raise _bad_cursor() from error
+    return utc_instant(at, "cursor", naive_is_utc=False, message=_BAD_CURSOR), last_id
+
+
+_BAD_CURSOR = "The cursor is not one this API returned."
+
+
+def _bad_cursor() -> InvalidRequest:
+    return InvalidRequest(_BAD_CURSOR, code="parameter_invalid", param="cursor")
 
 
 async def history(

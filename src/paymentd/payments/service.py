@@ -23,6 +23,7 @@ from paymentd.auth.service import Principal
 from paymentd.db import Database, retry_store
 from paymentd.disputes.models import Dispute
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
+from paymentd.instants import utc_instant
 from paymentd.logs import log
 from paymentd.money import Money
 from paymentd.payments import repository, sql, sync
@@ -534,13 +535,5 @@ def history_filter(
 
 
 def _utc(value: datetime | None, param: str) -> datetime | None:
-    """A bound PostgreSQL can compare with: UTC (naive means UTC), years 1 to 9999."""
-    if value is None:
-        return None
-    try:
-        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except (OverflowError, ValueError):
-        moment = None
-    if moment is None or not 1 < moment.year < 9999:
-        raise InvalidRequest("The date is out of range.", code="parameter_invalid", param=param)
-    return moment
+    """A bound PostgreSQL can compare with (instants.py: UTC, naive means UTC)."""
+    return None if value is None else utc_instant(value, param, message="The date is out of range.")

@@ -47,6 +47,7 @@ from sqlalchemy import ColumnElement, func, select, text
 
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest
+from paymentd.instants import utc_instant
 from paymentd.payments.models import Payment, PaymentAttempt
 from paymentd.payments.states import PaymentStatus
 from paymentd.refunds import models as refunds
@@ -77,18 +78,13 @@ class Window:
 
 
 def _instant(raw: str, param: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is UTC."""
+    """An ISO 8601 date or date-time; without an offset it is UTC (instants.py: in range)."""
+    message = f"`{param}` must be an ISO 8601 date or date-time, e.g. 2026-11-01 or 2026-11-01T00:00:00Z."
     try:
         parsed = datetime.fromisoformat(raw.strip())
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise InvalidRequest(
-            f"`{param}` must be an ISO 8601 date or date-time, e.g. 2026-11-01 or 2026-11-01T00:00:00Z.",
-            code="parameter_invalid",
-            param=param,
-        ) from None
+    except ValueError:
+        raise InvalidRequest(message, code="parameter_invalid", param=param) from None
+    return utc_instant(parsed, param)
 
 
 def window(raw_from: str | None, raw_to: str | None, *, now: datetime) -> Window:
