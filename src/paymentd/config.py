@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     reconcile_after_s: int = 60
     reconcile_interval_s: int = 30
     idempotency_ttl_hours: int = 24
+    # Stripe's event payloads in the webhook inbox (already minimized) are blanked this
+    # many days after receipt, once processed. 30: as long as Stripe itself keeps events,
+    # so an apply outcome can be investigated against Stripe's copy; after that the
+    # payment's own record and history say what happened. Event ids stay longer
+    # (jobs/cleanup.py), so a late redelivery is still a duplicate.
+    webhook_retention_days: int = Field(30, ge=1, le=3650)
 
     # A checked API key is trusted this long in each process: revocation takes effect within it.
     auth_cache_s: float = 1.0

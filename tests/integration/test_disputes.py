@@ -86,9 +86,9 @@ async def processed(database: Database, event_id: str) -> WebhookEvent | None:
 
 
 def dispute_object(intent_id: str | None, charge: str, status: str, *, dispute_id: str | None = None,
-                   amount: int = 4000) -> dict:
+                   amount: int = 4000, currency: str = "usd") -> dict:
     return {"id": dispute_id or f"du_test_{uuid.uuid4().hex[:10]}", "object": "dispute", "amount": amount,
-            "currency": "usd", "charge": charge, "payment_intent": intent_id, "reason": "fraudulent",
+            "currency": currency, "charge": charge, "payment_intent": intent_id, "reason": "fraudulent",
             "status": status, "created": int(time.time()), "evidence_details": {"due_by": int(time.time()) + 86400}}
 
 
@@ -255,7 +255,8 @@ async def test_a_dispute_before_paymentd_saw_the_charge_succeed_waits_for_it(hoo
         hooked.sim_post("/_sim/config", settle_delay_ms=1000)
     pi = payment["stripe_payment_intent_id"]
     event_id = await post_event(hooked, event_body("charge.dispute.created",
-                                                   dispute_object(pi, charge_of(hooked, pi), "needs_response")))
+                                                   dispute_object(pi, charge_of(hooked, pi), "needs_response",
+                                                                  currency="eur")))
 
     async def retried() -> WebhookEvent | None:
         async with database.transaction() as session:

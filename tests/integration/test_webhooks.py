@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 
 from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
+from paymentd.payments import consistency
 from paymentd.payments.models import PaymentEvent
 from paymentd.payments.states import PaymentStatus
 from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
@@ -414,7 +415,7 @@ async def test_whatever_is_closed_on_arrival_the_job_would_have_left_unchanged(
                     {"id": payment_id, "status": current.value, "pi": intent_id, "user": uuid.UUID(user["id"])})
             event = _snapshot(intent_id, reported, amount_received=amount_received)
             async with database.sql_transaction() as conn:
-                verdict = (await inbox._judge(conn, event)).outcome
+                verdict = (await inbox._judge(conn, event, consistency.Origin(livemode=False))).outcome
             if verdict is None:
                 continue
             judged += 1

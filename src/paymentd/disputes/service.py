@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymentd.disputes.models import CLOSED, LOST, WON, Dispute, rank
 from paymentd.logs import log
 from paymentd.payments import repository as payments_repository
-from paymentd.payments import sync
+from paymentd.payments import consistency, sync
 from paymentd.payments.models import Payment
 from paymentd.payments.states import CHARGE_FINAL, PaymentStatus, can_move
 from paymentd.providers.base import ProviderEvent
@@ -118,6 +118,9 @@ async def apply_dispute_event(session: AsyncSession, event: ProviderEvent, actor
     payment = await payments_repository.get_by_intent(session, intent_id, lock=True)
     if payment is None:
         return IGNORED_NO_PAYMENT
+    if (bad := consistency.of_dispute(payment, intent_id=report.payment_intent_id, amount=report.amount,
+                                      currency=report.currency)) is not None:
+        raise consistency.InconsistentReport(payment.id, bad)
     noted = await _record(session, payment, report, event.created)
     moved = await settle_payment(session, payment, actor)
     log.info("dispute.applied", dispute=report.id, payment_id=str(payment.id), status=report.status,

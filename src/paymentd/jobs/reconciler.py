@@ -12,7 +12,10 @@ One sweep, four passes, each safe to run twice or concurrently:
      out of retries, an event that beat its payment's insert): applied again, and
      given up on once older than GIVE_UP_AFTER (the PaymentIntent is not paymentd's);
   4. refunds left pending for longer than `reconcile_after_s`: the keyed create
-     re-sent, or Stripe asked (`refunds.service.reconcile_refunds`).
+     re-sent, or Stripe asked (`refunds.service.reconcile_refunds`);
+  5. payments whose verification, requested when a report about them was refused as
+     inconsistent, is still open (`payments.verification`): Stripe asked again.
+Everything the sweep applies is checked for consistency like any report (sync.refresh).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import select, text
 
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
-from paymentd.payments import sync
+from paymentd.payments import sync, verification
 from paymentd.providers.base import ProviderError
 from paymentd.providers.limiter import outbound_deadline
 from paymentd.refunds.service import reconcile_refunds
@@ -68,6 +71,7 @@ class SweepReport:
     inbox_waiting: int = 0
     inbox_given_up: int = 0
     refunds_checked: int = 0
+    payments_verified: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -88,6 +92,8 @@ async def sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
         await apply_unprocessed(deps, now, after, report)
     with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await settle_refunds(deps, after, report)
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
+        await verify_requested(deps, now - after, report)
     log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
              errors=len(report.errors))
     return report
@@ -203,6 +209,15 @@ async def settle_refunds(deps: Deps, after: timedelta, report: SweepReport) -> N
     except Exception as error:  # noqa: BLE001 - the next sweep tries again
         report.errors.append(f"refunds: {type(error).__name__}")
         log.exception("reconciler.refunds_failed")
+
+
+async def verify_requested(deps: Deps, before: datetime, report: SweepReport) -> None:
+    """Payments whose refused report asked for a verification the refusing job could not finish."""
+    for payment_id in await verification.pending(deps.database, before, BATCH):
+        if await verification.verify(deps.database, deps.provider, payment_id):
+            report.payments_verified += 1
+        else:
+            report.errors.append(f"verify {payment_id}: still open")
 
 
 async def _mark(deps: Deps) -> datetime | None:

@@ -40,8 +40,11 @@ async def reconcile(context: JobContext, timestamp: int) -> dict:
 
 
 async def cleanup(context: JobContext, timestamp: int) -> dict:
-    """Hourly: forget expired Idempotency-Keys, and old succeeded jobs."""
+    """Hourly: forget expired Idempotency-Keys, webhook payloads past their retention,
+    and old succeeded jobs."""
     deps = _deps(context)
     deleted = await cleanup_module.delete_expired_idempotency_keys(deps.database, deps.settings.idempotency_ttl_hours)
+    inbox = await cleanup_module.purge_webhook_inbox(deps.database, deps.settings.webhook_retention_days)
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
-    return {"idempotency_keys_deleted": deleted}
+    return {"idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
+            "webhook_events_forgotten": inbox.events_forgotten}

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd.db import Database, RowSink, driver_of
 from paymentd.logs import log
-from paymentd.payments import repository, sql
+from paymentd.payments import consistency, repository, sql
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.states import PaymentStatus, can_move, transition
 from paymentd.providers.base import (
@@ -48,7 +48,13 @@ RECONCILER = Actor("reconciler")
 
 def apply_provider_payment(session: RowSink, payment: Payment, intent: ProviderPayment, actor: Actor) -> bool:
     """Copy Stripe's view onto the row and move the status along an allowed move.
-    A report the state machine refuses (stale, out of order) changes nothing: False."""
+    A report the state machine refuses (stale, out of order), or one that does not agree
+    with the payment (consistency.py: another currency, more than its amount), changes
+    nothing: False. Callers that can do better (the inbox) check consistency first."""
+    if (inconsistency := consistency.of_payment(payment, intent)) is not None:
+        log.warning("payment.report_refused", payment_id=str(payment.id), source=actor.source,
+                    field=inconsistency.field, detail=inconsistency.detail)
+        return False
     current = PaymentStatus(payment.status)
     if intent.status is ProviderStatus.unknown:
         log.warning("payment.unknown_provider_status", payment_id=str(payment.id))
@@ -172,7 +178,8 @@ async def refresh(
     abandon_before: datetime | None = None,
 ) -> bool:
     """Ask Stripe for a payment's truth and record it. False when Stripe did not
-    answer in time (the stored state stands; a later look will settle it)."""
+    answer in time, or answered something inconsistent with the payment (the stored
+    state stands; a later look will settle it)."""
     async with database.transaction() as session:
         payment = await repository.get_by_id(session, payment_id, lock=abandon_before is not None)
         intent_id = payment.stripe_payment_intent_id if payment else None
@@ -188,6 +195,12 @@ async def refresh(
         return False
     async with database.transaction() as session:
         payment = await repository.get_by_id(session, payment_id, lock=True)
+        if (inconsistency := consistency.of_payment(payment, intent)) is not None:
+            # Stripe's own answer, read with our key, disagrees with our record: nothing
+            # automatic can settle that; a person must look.
+            log.error("payment.processor_inconsistent", payment_id=str(payment_id), source=actor.source,
+                      field=inconsistency.field, detail=inconsistency.detail)
+            return False
         apply_provider_payment(session, payment, intent, actor)
         await settle_open_attempts(session, payment, intent, abandon_before=abandon_before)
     return True

@@ -128,11 +128,16 @@ class ProviderEvent:
     type: str
     created: datetime
     object_type: str
-    # Neutral where we know the object (payment intents, refunds); the raw dict otherwise.
+    # Neutral where we know the object (payment intents, refunds); otherwise the fields
+    # of the processor's object that paymentd reads, and nothing more (never the
+    # customer's name, email, address or card fingerprint: the inbox stores this).
     object: ProviderPayment | ProviderRefund | dict[str, Any]
     livemode: bool
     # For payment, charge, refund and dispute events: the payment they concern.
     payment_intent_id: str | None
+    # The account the event is about when the processor acts for another account
+    # (Stripe Connect); None for the processor account's own events.
+    account: str | None = None
 
 
 # --------------------------------------------------------------------------- errors
@@ -251,6 +256,8 @@ class PaymentProvider(Protocol):
 
     name: str
     sandbox: bool
+    # True when the key moves real money (the mode its events must carry).
+    livemode: bool
 
     async def create_customer(
         self,

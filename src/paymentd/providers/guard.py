@@ -105,6 +105,10 @@ class GuardedProvider:
         return self.inner.sandbox
 
     @property
+    def livemode(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "livemode", False))
+
+    @property
     def circuit_state(self) -> str:
         return self.breaker.state
 

@@ -225,8 +225,33 @@ def to_provider_refund(data: Mapping[str, Any]) -> ProviderRefund:
     )
 
 
+# Of the objects events carry that have no neutral type, the fields paymentd reads
+# (disputes.service.report_from_object; a charge's id and PaymentIntent map a dispute
+# to its payment). Everything else is dropped before the event leaves this module:
+# billing details, emails, names, addresses, card fingerprints, dispute evidence.
+_KEPT_FIELDS = {
+    "dispute": ("id", "object", "amount", "currency", "charge", "payment_intent", "reason", "status", "created"),
+    "charge": ("id", "object", "amount", "currency", "payment_intent", "status", "created"),
+}
+
+
+def minimized(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's object reduced to what paymentd reads of it (ids stay ids)."""
+    object_type = str(obj.get("object") or "")
+    kept: dict[str, Any] = {}
+    for name in _KEPT_FIELDS.get(object_type, ("id", "object")):
+        if name in obj:
+            value = obj[name]
+            kept[name] = _id_of(value) if isinstance(value, Mapping) else value
+    due_by = (obj.get("evidence_details") or {}).get("due_by") if object_type == "dispute" else None
+    if due_by is not None:
+        kept["evidence_details"] = {"due_by": due_by}
+    return kept
+
+
 def to_provider_event(data: Mapping[str, Any]) -> ProviderEvent:
-    """A Stripe `event` object; its data.object becomes neutral where we know the type."""
+    """A Stripe `event` object; its data.object becomes neutral where we know the type,
+    and is otherwise minimized to the fields paymentd reads."""
     obj = (data.get("data") or {}).get("object") or {}
     object_type = str(obj.get("object") or "")
     neutral: ProviderPayment | ProviderRefund | dict[str, Any]
@@ -234,7 +259,7 @@ def to_provider_event(data: Mapping[str, Any]) -> ProviderEvent:
         neutral = to_provider_payment(obj)
         payment_intent_id: str | None = neutral.id
     else:
-        neutral = to_provider_refund(obj) if object_type == "refund" else dict(obj)
+        neutral = to_provider_refund(obj) if object_type == "refund" else minimized(obj)
         # charge.*, refund.*, charge.dispute.*: all carry the payment intent they concern.
         payment_intent_id = _id_of(obj.get("payment_intent"))
     return ProviderEvent(
@@ -245,6 +270,7 @@ def to_provider_event(data: Mapping[str, Any]) -> ProviderEvent:
         object=neutral,
         livemode=bool(data.get("livemode", False)),
         payment_intent_id=payment_intent_id,
+        account=_id_of(data.get("account")),
     )
 
 
@@ -424,6 +450,8 @@ class StripeProvider:
         # api_base points the SDK at stripe_sim; without it the SDK's own default
         # (api.stripe.com) is used, so real sk_test_/sk_live_ keys work unchanged.
         self.sandbox = api_base is not None
+        # Live keys (secret or restricted) move real money; their events say livemode.
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self._webhook_secrets = tuple(s for s in webhook_secrets if s)
         self._http_client = _HookedHTTPClient(timeout=timeout)
         # No stripe_version: the SDK sends the API version it was generated for, and the

@@ -27,7 +27,7 @@ from paymentd.errors import Conflict, NotFound, PaymentdError
 from paymentd.logs import log
 from paymentd.money import Money
 from paymentd.payments import repository as payments_repository
-from paymentd.payments import sync
+from paymentd.payments import consistency, sync
 from paymentd.payments.background import Background
 from paymentd.payments.models import Payment
 from paymentd.payments.service import stripe_key, translate
@@ -127,9 +127,15 @@ class RefundService:
             await self._release(refund, error)
             log.info("refund.refused", refund_id=str(refund.id), code=error.code)
             raise _refusal(error) from error
-        async with self.database.transaction() as session:
-            row = await session.get(Refund, refund.id)
-            await apply_provider_refund(session, row, answer, actor)
+        try:
+            async with self.database.transaction() as session:
+                row = await session.get(Refund, refund.id)
+                await apply_provider_refund(session, row, answer, actor)
+        except consistency.InconsistentReport as refused:
+            # Stripe's answer to our own call disagrees with what we asked: the row stays
+            # pending (amount reserved) and the reconciler asks Stripe again.
+            log.error("refund.processor_inconsistent", refund_id=str(refund.id), detail=str(refused))
+            return refund
         log.info("refund.sent", refund_id=str(refund.id), status=row.status)
         return row
 
@@ -179,10 +185,14 @@ async def apply_provider_refund(
 
     Takes the payment's row lock first (the lock every refund decision holds), then
     re-reads the refund, so a stale row passed in cannot undo a newer report.
-    Refund statuses only move forward (models.MOVES); a repeat is a no-op.
+    Refund statuses only move forward (models.MOVES); a repeat is a no-op. A report that
+    does not agree with the refund and its payment raises InconsistentReport (nothing applied).
     """
     payment = await payments_repository.get_by_id(session, refund.payment_id, lock=True)
     await session.refresh(refund)
+    if (bad := consistency.of_refund(payment, provider_refund, recorded_amount=refund.amount,
+                                     refunded_besides=0)) is not None:
+        raise consistency.InconsistentReport(payment.id, bad)
     if refund.provider_refund_id is None:
         refund.provider_refund_id = provider_refund.id
     reported = provider_refund.status if provider_refund.status in STATUSES else None
@@ -243,6 +253,9 @@ async def apply_refund_event(session: AsyncSession, provider_refund: ProviderRef
         raise RefundNotYetKnown(provider_refund.id)
     if await repository.by_provider_id(session, provider_refund.id) is not None:  # raced under the lock
         return await apply_refund_event(session, provider_refund, actor)
+    if (bad := consistency.of_refund(payment, provider_refund, recorded_amount=None,
+                                     refunded_besides=await repository.accepted_total(session, payment.id))):
+        raise consistency.InconsistentReport(payment.id, bad)
     refund = Refund(account_id=payment.account_id, payment_id=payment.id, amount=provider_refund.amount,
                     currency=provider_refund.currency, status=provider_refund.status if provider_refund.status
                     in STATUSES else PENDING, reason=_known_reason(provider_refund.reason),
@@ -282,9 +295,12 @@ async def reconcile_refunds(
         except provider_types.ProviderError as error:
             log.info("refund.reconcile_skipped", refund_id=str(refund.id), error_type=type(error).__name__)
             continue
-        async with database.transaction() as session:
-            row = await session.get(Refund, refund.id)
-            await apply_provider_refund(session, row, answer, actor)
+        try:
+            async with database.transaction() as session:
+                row = await session.get(Refund, refund.id)
+                await apply_provider_refund(session, row, answer, actor)
+        except consistency.InconsistentReport as refused:
+            log.error("refund.processor_inconsistent", refund_id=str(refund.id), detail=str(refused))
     return len(work)
 
 

@@ -1,6 +1,7 @@
 """The inbox stores events in paymentd's neutral vocabulary (providers/base.py), not
 Stripe's JSON: the job that applies them, and events listed by the reconciler, then
-never need Stripe's names. Client secrets are dropped: the inbox has no use for them."""
+never need Stripe's names. Only what the apply path reads is kept (data minimization):
+no client secret, customer, metadata beyond paymentd's own id, nor anything personal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from paymentd.providers.base import (
     ProviderRefund,
     ProviderStatus,
 )
+
+# The metadata key paymentd puts on every PaymentIntent it creates (payments.service).
+OUR_ID_KEY = "paymentd_payment_id"
 
 
 def _time(value: datetime | None) -> str | None:
@@ -36,8 +40,6 @@ def _method(info: PaymentMethodInfo | None) -> dict[str, Any] | None:
         "card": {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month, "exp_year": card.exp_year}
         if card
         else None,
-        "customer": info.customer,
-        "created": _time(info.created),
         "label": info.label,
     }
 
@@ -50,8 +52,7 @@ def _parse_method(data: dict[str, Any] | None) -> PaymentMethodInfo | None:
         id=data["id"],
         type=data["type"],
         card=CardDetails(**card) if card else None,
-        customer=data.get("customer"),
-        created=_parse_time(data.get("created")),
+        customer=None,
         label=data.get("label"),
     )
 
@@ -80,8 +81,8 @@ def payment_to_json(payment: ProviderPayment) -> dict[str, Any]:
         else None,
         "latest_charge": payment.latest_charge,
         "payment_method_details": _method(payment.payment_method_details),
-        "customer": payment.customer,
-        "metadata": dict(payment.metadata),
+        # The merchant's metadata may hold anything; only paymentd's own id is read (consistency).
+        "metadata": {k: v for k, v in payment.metadata.items() if k == OUR_ID_KEY},
     }
 
 
@@ -106,7 +107,7 @@ def payment_from_json(data: dict[str, Any]) -> ProviderPayment:
         last_error=PaymentError(**error) if error else None,
         latest_charge=data.get("latest_charge"),
         payment_method_details=_parse_method(data.get("payment_method_details")),
-        customer=data.get("customer"),
+        customer=None,
         metadata=data.get("metadata") or {},
     )
 
@@ -136,6 +137,7 @@ def event_to_json(event: ProviderEvent) -> dict[str, Any]:
         "object": body,
         "livemode": event.livemode,
         "payment_intent_id": event.payment_intent_id,
+        "account": event.account,
     }
 
 
@@ -158,4 +160,5 @@ def event_from_json(data: dict[str, Any]) -> ProviderEvent:
         object=obj,
         livemode=data["livemode"],
         payment_intent_id=data.get("payment_intent_id"),
+        account=data.get("account"),
     )

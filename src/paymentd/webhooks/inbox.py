@@ -26,12 +26,20 @@ Refund events (REFUND_EVENT_TYPES) are applied through `refunds.service` and dis
 events (DISPUTE_EVENT_TYPES) through `disputes.service`, each in the transaction that
 marks the row processed; both only ever move their objects forward, so a stale
 snapshot is harmless there and Stripe is not asked again.
+
+Trust. A signature proves who sent an event, not that it is right. Every event is
+checked against the payment it names (payments/consistency.py: account and mode,
+PaymentIntent id, currency, amounts) before anything of it is applied; an inconsistent
+one is refused whole, its row closed saying why (`refused: inconsistent ...`), logged,
+and its payment verified with Stripe (payments/verification.py), whose own answer is
+applied through the normal path and checked the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -42,7 +50,7 @@ from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
-from paymentd.payments import sql, sync
+from paymentd.payments import consistency, sql, sync, verification
 from paymentd.payments.models import Payment
 from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charge
 from paymentd.providers.base import (
@@ -119,14 +127,16 @@ class Arrival:
     outcome: str | None = None  # set when closed on arrival; else its job applies it
 
 
-async def receive(database: Database, jobs: Jobs, event: ProviderEvent) -> Arrival:
+async def receive(
+    database: Database, jobs: Jobs, event: ProviderEvent, origin: consistency.Origin = consistency.Origin(False)
+) -> Arrival:
     """A delivered event, stored once: closed on arrival when it can change nothing,
     else with its job. Plain SQL: every payment brings events, and a job costs the
     worker and the database more than the event itself. No transaction: the
     judgement reads committed rows, and the closed row is one insert."""
     for pause in (OWN_WRITE_GRACE_S, None):
         async with database.sql_connection() as conn:
-            judged = await _judge(conn, event)
+            judged = await _judge(conn, event, origin)
             if judged.outcome is not None:
                 new = await _store(conn, event, "webhook", judged.outcome)
                 return Arrival(new, judged.outcome if new else None)
@@ -165,11 +175,14 @@ class _Judged:
     racing: bool = False  # the payment is not committed yet, or our own call on it is unanswered
 
 
-async def _judge(conn: asyncpg.Connection, event: ProviderEvent) -> _Judged:
+async def _judge(conn: asyncpg.Connection, event: ProviderEvent, origin: consistency.Origin) -> _Judged:
     """Why applying the event would change nothing, judged as the job would against the
     payment as committed now; no outcome when it may change something, or only the job
-    can tell (Stripe to ask, a payment not committed yet, refunds and disputes)."""
+    can tell (Stripe to ask, a payment not committed yet, refunds and disputes, and an
+    inconsistent event: the job refuses it and has its payment verified)."""
     if event.type in REFUND_EVENT_TYPES or event.type in DISPUTE_EVENT_TYPES:
+        return _Judged(None)
+    if consistency.of_origin(event, origin) is not None:
         return _Judged(None)
     if not _about_payment(event):
         return _Judged(IGNORED_NOT_PAYMENT)
@@ -177,6 +190,8 @@ async def _judge(conn: asyncpg.Connection, event: ProviderEvent) -> _Judged:
     if payment is None:
         return _Judged(None, racing=True)
     intent: ProviderPayment = event.object
+    if consistency.of_payment(payment, intent) is not None:
+        return _Judged(None)
     if intent.status is ProviderStatus.unknown:
         return _Judged(IGNORED_UNKNOWN_STATUS)
 
@@ -218,7 +233,7 @@ async def apply(deps: Deps, event_id: str) -> str:
     """Apply one inbox row; returns its outcome. Raises PaymentNotYetKnown, or a
     ProviderError when Stripe must be asked and cannot answer (the caller retries)."""
     try:
-        return await _apply(deps, event_id)
+        outcome = await _apply(deps, event_id)
     except Exception as error:
         async with deps.database.sql_transaction() as conn:
             await conn.execute(
@@ -227,6 +242,30 @@ async def apply(deps: Deps, event_id: str) -> str:
                 event_id, f"{type(error).__name__}: {error}"[:500],
             )
         raise
+    if outcome.startswith(consistency.REFUSED):
+        await _verify_for(deps, event_id)
+    return outcome
+
+
+async def _verify_for(deps: Deps, event_id: str) -> None:
+    """Verify the payment a refused event named, now (the reconciler retries what fails)."""
+    async with deps.database.sql_connection() as conn:
+        payment_id = await conn.fetchval("SELECT payment_id FROM payment_verifications WHERE event_id = $1", event_id)
+    if payment_id is not None:
+        await verification.verify(deps.database, deps.provider, payment_id)
+
+
+async def _refuse(
+    conn: asyncpg.Connection, event_id: str, event: ProviderEvent, inconsistency: consistency.Inconsistency,
+    payment_id: uuid.UUID | None,
+) -> str:
+    """An inconsistent event, refused whole: its row closed saying why and its payment's
+    verification requested, in the caller's transaction (nothing of it was applied)."""
+    log.warning("webhook.refused_inconsistent", event_id=event_id, type=event.type, field=inconsistency.field,
+                detail=inconsistency.detail, payment_id=str(payment_id) if payment_id else None)
+    if payment_id is not None:
+        await verification.request(conn, payment_id, inconsistency.outcome, event_id)
+    return await _finish(conn, event_id, inconsistency.outcome)
 
 
 # The inbox row and the payment are read and written in plain SQL (payments/sql.py):
@@ -240,7 +279,7 @@ class _Row:
     """An inbox row under its lock: already done (its outcome), or its event to apply."""
 
     done: str | None
-    event: ProviderEvent
+    event: ProviderEvent | None  # None when done (a processed row's payload may be purged)
     actor: sync.Actor
 
 
@@ -250,7 +289,7 @@ async def _lock(conn: asyncpg.Connection, event_id: str) -> _Row:
         raise LookupError(f"no inbox row {event_id}")
     done = (row["outcome"] or APPLIED) if row["processed_at"] is not None else None
     actor = sync.RECONCILER if row["source"] == "reconciler" else sync.WEBHOOK
-    return _Row(done, event_from_json(row["payload"]), actor)
+    return _Row(done, None if done is not None else event_from_json(row["payload"]), actor)
 
 
 async def _finish(conn: asyncpg.Connection, event_id: str, outcome: str) -> str:
@@ -268,11 +307,17 @@ async def _apply(deps: Deps, event_id: str) -> str:
         if row.done is not None:
             return row.done
         event, actor = row.event, row.actor
+        assert event is not None  # not done: the payload is there
+        if (wrong := consistency.of_origin(event, consistency.Origin.of(deps.provider))) is not None:
+            named = await sql.payment_by_intent(conn, event.payment_intent_id) if event.payment_intent_id else None
+            return await _refuse(conn, event_id, event, wrong, named.id if named else None)
         if about_payment := _about_payment(event):
             payment = await sql.payment_by_intent(conn, event.payment_intent_id, lock=True)
             if payment is None:
                 raise PaymentNotYetKnown(event.payment_intent_id)
             intent: ProviderPayment = event.object
+            if (bad := consistency.of_payment(payment, intent)) is not None:
+                return await _refuse(conn, event_id, event, bad, payment.id)
             if intent.status is ProviderStatus.unknown:
                 return await _finish(conn, event_id, IGNORED_UNKNOWN_STATUS)
             current, seen = payment.status, payment.updated_at
@@ -320,6 +365,13 @@ async def _apply_payment(
     actor: sync.Actor, *, verified: bool,
 ) -> str:
     """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
+    if (bad := consistency.of_payment(payment, intent)) is not None:
+        if not verified:
+            return await _refuse(conn, event_id, event, bad, payment.id)
+        # Stripe's own answer disagrees with our record: no automatic fix; a person must look.
+        log.error("payment.processor_inconsistent", event_id=event_id, payment_id=str(payment.id),
+                  field=bad.field, detail=bad.detail)
+        return await _finish(conn, event_id, f"{bad.outcome}; the processor's own answer")
     if (outcome := _refusal(payment, intent)) is None:
         batch = sql.Batch()
         if sync.apply_provider_payment(batch, payment, intent, actor):
@@ -346,7 +398,19 @@ def _refusal(payment: Payment, intent: ProviderPayment) -> str | None:
 
 
 async def _apply_other(deps: Deps, event_id: str, event: ProviderEvent, actor: sync.Actor) -> str:
-    """Refund and dispute events, through their services' ORM sessions; anything else is ignored."""
+    """Refund and dispute events, through their services' ORM sessions; anything else is
+    ignored. A service that finds the report inconsistent rolls back and it is refused."""
+    try:
+        return await _apply_by_service(deps, event_id, event, actor)
+    except consistency.InconsistentReport as refused:
+        async with deps.database.sql_transaction() as conn:
+            row = await _lock(conn, event_id)
+            if row.done is not None:
+                return row.done
+            return await _refuse(conn, event_id, event, refused.inconsistency, refused.payment_id)
+
+
+async def _apply_by_service(deps: Deps, event_id: str, event: ProviderEvent, actor: sync.Actor) -> str:
     async with deps.database.transaction() as session:
         row = await session.get(WebhookEvent, event_id, with_for_update=True)  # the lock, again
         if row.processed_at is not None:

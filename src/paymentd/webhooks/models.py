@@ -22,7 +22,8 @@ class WebhookEvent(Base):
     type: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     payment_intent_id: Mapped[str | None] = mapped_column(Text)
-    payload: Mapped[dict] = mapped_column(JSONB)
+    # None once purged (jobs/cleanup.py): the row stays so a redelivery is still a duplicate.
+    payload: Mapped[dict | None] = mapped_column(JSONB)
     source: Mapped[str] = mapped_column(Text, server_default=text("'webhook'"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

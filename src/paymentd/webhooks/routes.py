@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from paymentd.errors import InvalidRequest
 from paymentd.logs import log
+from paymentd.payments import consistency
 from paymentd.providers.base import WebhookSignatureError
 from paymentd.schemas import error_responses
 from paymentd.webhooks import inbox
@@ -43,7 +44,9 @@ async def stripe_webhook(request: Request) -> WebhookAck:
         raise InvalidRequest(
             "The Stripe-Signature header does not verify this payload.", code="signature_invalid"
         ) from None
-    arrival = await inbox.receive(request.app.state.database, request.app.state.jobs, event)
+    provider = request.app.state.provider
+    arrival = await inbox.receive(request.app.state.database, request.app.state.jobs, event,
+                                  consistency.Origin.of(provider))
     log.info("webhook.received", event_id=event.id, type=event.type, duplicate=not arrival.new,
              closed_on_arrival=arrival.outcome)
     return WebhookAck(received=True, duplicate=not arrival.new)
