@@ -65,7 +65,13 @@ def _id_of(value: Any) -> str | None:
 
 
 def _time(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int | float) else None
+    """A Unix time; None when absent or out of range (an event is not trusted that far)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def report_from_object(obj: Mapping[str, Any]) -> DisputeReport:

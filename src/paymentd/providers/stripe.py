@@ -97,7 +97,13 @@ def _id_of(value: Any) -> str | None:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if isinstance(value, int | float) else None
+    """A Unix time; None when absent or beyond what a datetime holds (a hostile payload)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _metadata(value: Any) -> dict[str, str]:
