@@ -17,6 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from paymentd import __version__, logs
 from paymentd.admission import Admission, AdmissionMiddleware
+from paymentd.audit import failures as audit_failures
+from paymentd.audit import signing as audit_signing
+from paymentd.audit.routes import router as audit_router
 from paymentd.auth.cache import Authenticator
 from paymentd.config import Settings, get_settings
 from paymentd.db import Database
@@ -67,8 +70,11 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             raise RuntimeError("DATABASE_URL is not set: start paymentd with `paymentd serve` for embedded defaults.")
         if settings.sandbox and not settings.stripe_api_base:
             raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
+        audit_signing.require_configured(settings)  # production signs its audit checkpoints with its own key
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.database = database
+        # Failed access is counted in this process and written to the audit trail every few seconds.
+        failures = asyncio.create_task(audit_failures.run_flusher(database), name="paymentd-audit-failures")
         app.state.authenticator = Authenticator(database, ttl_s=settings.auth_cache_s)
         # The lease outlives the longest request (Prefer: wait is capped by max_wait_s);
         # past it, a request whose process died may be run again under the same seed.
@@ -85,7 +91,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         # The job queue (webhooks defer into it). The worker runs as a task in every
         # API process: with `--workers N` that is N workers, which procrastinate is
         # built for, and uvicorn's supervisor restarts it with its process.
-        app.state.jobs = Jobs(settings.database_url, reconcile_interval_s=settings.reconcile_interval_s)
+        app.state.jobs = Jobs(settings.database_url, reconcile_interval_s=settings.reconcile_interval_s,
+                              audit_checkpoint_interval_s=settings.audit_checkpoint_interval_s)
         await app.state.jobs.open()
         worker = None
         if settings.run_worker:
@@ -96,6 +103,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         finally:
             if worker is not None:
                 await stop_worker(worker)
+            failures.cancel()
+            await asyncio.gather(failures, return_exceptions=True)
             await app.state.jobs.close()
             # A rolling restart lets Stripe calls that outlived their requests finish.
             await app.state.payments.background.drain(timeout=settings.max_wait_s)
@@ -126,6 +135,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(receipts_router)
     app.include_router(reports_router)
     app.include_router(payment_methods_router)
+    app.include_router(audit_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     install_docs(app)

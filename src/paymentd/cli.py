@@ -7,6 +7,7 @@ the data folder when it is unset (the same one `paymentd serve` uses).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import secrets
@@ -14,11 +15,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from paymentd.audit import context as audit_context
+from paymentd.audit import signing as audit_signing
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings, get_settings
@@ -33,6 +37,14 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(account_app, name="account")
 jobs_app = typer.Typer(help="Inspect the background job queue.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+audit_app = typer.Typer(help="Check, sign and export the audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@app.callback()
+def _operator() -> None:
+    """Whatever a command changes is audited as `operator:<OS user>`."""
+    audit_context.act_as(audit_context.Actor("operator", getpass.getuser()))
 
 DEMO_ACCOUNT = "demo"
 
@@ -205,7 +217,8 @@ def _background(settings: Settings, url: str, work):  # type: ignore[no-untyped-
     async def main():  # type: ignore[no-untyped-def]
         database = Database(url, pool_size=10)
         provider = build_provider(settings)
-        jobs = Jobs(url, reconcile_interval_s=settings.reconcile_interval_s)
+        jobs = Jobs(url, reconcile_interval_s=settings.reconcile_interval_s,
+                    audit_checkpoint_interval_s=settings.audit_checkpoint_interval_s)
         await jobs.open()
         try:
             return await work(jobs, Deps(database, provider, settings))
@@ -225,6 +238,7 @@ def worker(
     settings = get_settings()
     with database_url(settings) as url:
         upgrade(url)
+        audit_signing.require_configured(settings)
         _say("paymentd worker started")
         _background(settings, url, lambda jobs, deps: jobs.run_worker(
             deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True))
@@ -263,6 +277,81 @@ def jobs_retry(job_id: Annotated[int, typer.Argument(help="Id of a failed job")]
     with database_url(settings) as url:
         _background(settings, url, lambda jobs, deps: jobs.retry_failed(job_id))
     _say(f"job {job_id} queued again")
+
+
+async def _with_database(url: str, work):  # type: ignore[no-untyped-def]
+    database = Database(url, pool_size=2)
+    try:
+        return await work(database)
+    finally:
+        await database.dispose()
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every chain and signed checkpoint; names the first entry that does not verify (exit 1)."""
+    from paymentd.audit import signing, verify
+
+    settings = get_settings()
+    public = signing.public_hex(signing.load(settings))
+    with database_url(settings) as url:
+        report = _run(_with_database(url, lambda db: verify.verify(db, public)))
+    if not report.ok:
+        _say(report.summary())
+        raise typer.Exit(1)
+    typer.echo(report.summary())
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign every chain's head now (the worker also does it periodically)."""
+    from paymentd.audit import checkpoints, signing
+
+    settings = get_settings()
+    key = signing.load(settings)
+    with database_url(settings) as url:
+        upgrade(url)
+        written = _run(_with_database(url, lambda db: checkpoints.write(db, key)))
+    _say(f"{written} checkpoints signed")
+
+
+@audit_app.command("export")
+def audit_export(
+    start: Annotated[datetime, typer.Option("--from", help="First instant (UTC unless given)")],
+    end: Annotated[datetime, typer.Option("--to", help="Instant after the last")],
+    out: Annotated[str | None, typer.Option(help="File to write (default: stdout)")] = None,
+) -> None:
+    """Entries of [from, to) as JSON lines with signed chain heads; check with scripts/verify_audit_export.py."""
+    from paymentd.audit import export, signing
+
+    settings = get_settings()
+    key = signing.load(settings)
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    with database_url(settings) as url:
+        if out is None:
+            count = _run(_with_database(url, lambda db: export.export(db, key, start, end, sys.stdout)))
+        else:
+            with open(out, "w", encoding="utf-8") as file:
+                count = _run(_with_database(url, lambda db: export.export(db, key, start, end, file)))
+    _say(f"{count} entries exported")
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the public half of the signing key (hex), for scripts/verify_audit_export.py."""
+    from paymentd.audit import signing
+
+    typer.echo(signing.public_hex(signing.load(get_settings())))
+
+
+@audit_app.command("new-key")
+def audit_new_key() -> None:
+    """Print a new Ed25519 signing key (PEM) for PAYMENTD_AUDIT_SIGNING_KEY_FILE."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from paymentd.audit import signing
+
+    typer.echo(signing.pem(Ed25519PrivateKey.generate()), nl=False)
 
 
 def _demo_key(url: str) -> str:

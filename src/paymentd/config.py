@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 10.0
     receipt_locale: str = "en_US"
 
+    # Audit trail: the Ed25519 key that signs checkpoints (PEM, or 64 hex digits of the
+    # raw private key; PAYMENTD_AUDIT_SIGNING_KEY or _FILE). Unset: created in data_dir
+    # (sandbox only; production refuses to start without one).
+    audit_signing_key: SecretStr | None = None
+    audit_checkpoint_interval_s: int = Field(300, ge=10)
+
     # Logs.
     log_level: str = "INFO"
     log_json: bool = True

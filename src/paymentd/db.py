@@ -17,6 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+from paymentd.audit import record as audit_buffers
+from paymentd.audit import writer as audit_writer
+
 
 T = TypeVar("T")
 
@@ -61,16 +64,32 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session, session.begin():
-            yield session
+        """One ORM unit of work. Audit entries recorded in it are sealed last, just
+        before COMMIT (audit/writer.py); an exception leaves neither change nor entry."""
+        async with self.sessions() as session:
+            try:
+                async with session.begin():
+                    yield session
+                    if entries := audit_buffers.take_session_buffer(session):
+                        await session.flush()  # the changes first: a failing flush takes no chain head
+                        await audit_writer.seal(await driver_of(session), entries)
+            finally:
+                if (joined := session.info.pop(_JOINED_DRIVER, None)) is not None:
+                    audit_buffers.close_buffer(joined)
 
     @asynccontextmanager
     async def sql_transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """The same pool's connection as a bare asyncpg driver in a transaction: for
         the payment hot path (payments/sql.py), where the ORM session's own work
         cost more CPU than the statements."""
-        async with self.sql_connection() as driver, driver.transaction():
-            yield driver
+        async with self.sql_connection() as driver:
+            entries = audit_buffers.open_buffer(driver)
+            try:
+                async with driver.transaction():
+                    yield driver
+                    await audit_writer.seal(driver, entries)  # last, just before COMMIT
+            finally:
+                audit_buffers.close_buffer(driver)
 
     @asynccontextmanager
     async def sql_connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -104,7 +123,14 @@ async def driver_of(session: AsyncSession) -> asyncpg.Connection:
     driver = await _driver(await session.connection())
     if not driver.is_in_transaction():
         raise RuntimeError("plain SQL joins a session only once its transaction has begun")
+    if _JOINED_DRIVER not in session.info:
+        # Audit entries recorded on the driver join the session's own (sealed at its end).
+        session.info[_JOINED_DRIVER] = driver
+        audit_buffers.open_buffer(driver, audit_buffers.session_buffer(session))
     return driver
+
+
+_JOINED_DRIVER = "paymentd.db.driver"
 
 
 async def _driver(connection: AsyncConnection) -> asyncpg.Connection:

@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paymentd.audit import context as audit_context
 from paymentd.card_data import contains_card_number, find_card_number
 from paymentd.db import store_unavailable
 from paymentd.errors import InvalidRequest, PaymentdError, TemporarilyUnavailable
@@ -101,6 +102,7 @@ class EdgeMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["caller_request_id"] = caller_id
+        audit_context.begin_request(request_id, scope["client"][0] if scope.get("client") else None)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         if caller_id:

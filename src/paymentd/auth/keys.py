@@ -21,6 +21,7 @@ class Scope(StrEnum):
     payments_write = "payments:write"
     refunds_write = "refunds:write"
     reports_read = "reports:read"
+    audit_read = "audit:read"
     admin = "admin"
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.auth import keys
 from paymentd.auth.keys import Scope
 from paymentd.auth.models import Account, ApiKey
@@ -34,6 +35,8 @@ async def create_account(session: AsyncSession, name: str, details: dict | None 
     account = Account(name=name, details=details or {"display_name": name})
     session.add(account)
     await session.flush()
+    audit.record(session, "account.created", account_id=account.id, object_type="account", object_id=account.id,
+                 changes={"name": (None, name)})
     return account
 
 
@@ -59,6 +62,8 @@ async def create_key(
     )
     session.add(row)
     await session.flush()
+    audit.record(session, "api_key.created", account_id=account.id, object_type="api_key", object_id=row.id,
+                 changes={"prefix": (None, row.prefix), "scopes": (None, row.scopes)})
     return row, new.secret
 
 
@@ -68,10 +73,14 @@ async def revoke_key(session: AsyncSession, prefix_or_id: str) -> bool:
         condition = condition | (ApiKey.id == uuid.UUID(prefix_or_id))
     except ValueError:
         pass
-    result = await session.execute(
+    revoked = (await session.execute(
         update(ApiKey).where(condition, ApiKey.revoked_at.is_(None)).values(revoked_at=func.now())
-    )
-    return result.rowcount > 0
+        .returning(ApiKey.id, ApiKey.account_id, ApiKey.prefix)
+    )).all()
+    for key_id, account_id, prefix in revoked:
+        audit.record(session, "api_key.revoked", account_id=account_id, object_type="api_key", object_id=key_id,
+                     changes={"revoked": (False, True)})
+    return bool(revoked)
 
 
 async def authenticate(session: AsyncSession, key: str) -> Principal | None:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.disputes.models import CLOSED, LOST, WON, Dispute, rank
 from paymentd.logs import log
 from paymentd.payments import repository as payments_repository
@@ -127,14 +128,16 @@ async def apply_dispute_event(session: AsyncSession, event: ProviderEvent, actor
     if (bad := consistency.of_dispute(payment, intent_id=report.payment_intent_id, amount=report.amount,
                                       currency=report.currency)) is not None:
         raise consistency.InconsistentReport(payment.id, bad)
-    noted = await _record(session, payment, report, event.created)
+    noted = await _record(session, payment, report, event.created, actor)
     moved = await settle_payment(session, payment, actor)
     log.info("dispute.applied", dispute=report.id, payment_id=str(payment.id), status=report.status,
              recorded=noted, payment_status=payment.status)
     return f"applied: {noted}{'; ' + moved if moved else ''}"
 
 
-async def _record(session: AsyncSession, payment: Payment, report: DisputeReport, seen_at: datetime) -> str:
+async def _record(
+    session: AsyncSession, payment: Payment, report: DisputeReport, seen_at: datetime, actor: sync.Actor
+) -> str:
     """Upsert the row (the caller holds the payment's lock, which serialises its events)."""
     row = await session.scalar(select(Dispute).where(Dispute.provider_dispute_id == report.id))
     now = datetime.now(UTC)
@@ -148,9 +151,13 @@ async def _record(session: AsyncSession, payment: Payment, report: DisputeReport
             closed_at=seen_at if closed else None, updated_at=now,
         ))
         await session.flush()
+        _audit(session, payment, report, "dispute.opened", None, actor)
+        if closed:
+            _audit(session, payment, report, "dispute.closed", None, actor)
         return f"dispute {report.status}"
     if row.status in CLOSED or rank(report.status) < rank(row.status):
         return f"dispute stays {row.status} ({report.status} reported)"
+    before = row.status
     row.status = report.status
     row.amount = report.amount
     row.reason = report.reason or row.reason
@@ -160,7 +167,19 @@ async def _record(session: AsyncSession, payment: Payment, report: DisputeReport
         row.closed_at = seen_at
     row.updated_at = now
     await session.flush()
+    if closed:
+        _audit(session, payment, report, "dispute.closed", before, actor)
+    elif before != row.status:
+        _audit(session, payment, report, "dispute.status_changed", before, actor)
     return f"dispute {report.status}"
+
+
+def _audit(session: AsyncSession, payment: Payment, report: DisputeReport, action: str, before: str | None,
+           actor: sync.Actor) -> None:
+    audit.record(session, action, account_id=payment.account_id, object_type="dispute", object_id=report.id,
+                 actor=actor.audit(), changes={"payment_id": (None, payment.id), "status": (before, report.status),
+                                               "outcome": (None, CLOSED.get(report.status)),
+                                               "amount": (None, report.amount)})
 
 
 async def refund_implied_status(session: AsyncSession, payment: Payment) -> PaymentStatus:

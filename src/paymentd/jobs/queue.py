@@ -30,6 +30,7 @@ from paymentd.receipts import jobs as receipt_jobs
 
 APPLY_WEBHOOK_EVENT = "paymentd.apply_webhook_event"
 RECONCILE = "paymentd.reconcile"
+AUDIT_CHECKPOINT = "paymentd.audit_checkpoint"
 CLEANUP = "paymentd.cleanup"
 SEND_RECEIPTS = "paymentd.send_receipts"
 RECEIPTS_QUEUE = "receipts"
@@ -94,6 +95,7 @@ class Jobs:
         database_url: str,
         *,
         reconcile_interval_s: int = 30,
+        audit_checkpoint_interval_s: int = 300,
         receipt_interval_s: int = 10,
         retry_base_s: float = 1.0,
         max_attempts: int = 8,
@@ -115,6 +117,12 @@ class Jobs:
             retry=Backoff(max_attempts=3, base_s=retry_base_s),
         )(tasks.reconcile)
         self.reconcile = self.app.periodic(cron=cron_every(reconcile_interval_s), periodic_id="sweep")(reconcile)
+        checkpoint = self.app.task(
+            name=AUDIT_CHECKPOINT, pass_context=True, lock="audit-checkpoint", queueing_lock="audit-checkpoint",
+            retry=Backoff(max_attempts=3, base_s=retry_base_s),
+        )(tasks.audit_checkpoint)
+        self.audit_checkpoint = self.app.periodic(cron=cron_every(audit_checkpoint_interval_s),
+                                                  periodic_id="audit-checkpoint")(checkpoint)
         cleanup = self.app.task(
             name=CLEANUP, pass_context=True, lock="cleanup", queueing_lock="cleanup",
             retry=Backoff(max_attempts=5, base_s=retry_base_s * 10),

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
+from paymentd.audit import context as audit_context
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import sync, verification
@@ -79,6 +80,11 @@ class SweepReport:
 
 
 async def sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
+    with audit_context.acting(audit_context.RECONCILER):  # what it changes is audited as the reconciler's
+        return await _sweep(deps, now=now)
+
+
+async def _sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
     now = now or datetime.now(UTC)
     after = timedelta(seconds=deps.settings.reconcile_after_s)
     report = SweepReport()

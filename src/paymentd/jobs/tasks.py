@@ -39,6 +39,14 @@ async def reconcile(context: JobContext, timestamp: int) -> dict:
     return report.as_dict()
 
 
+async def audit_checkpoint(context: JobContext, timestamp: int) -> dict:
+    """Periodic: sign every audit chain's head that moved since its last checkpoint."""
+    from paymentd.audit import checkpoints, signing
+
+    deps = _deps(context)
+    return {"checkpoints": await checkpoints.write(deps.database, signing.load(deps.settings))}
+
+
 async def cleanup(context: JobContext, timestamp: int) -> dict:
     """Hourly: forget expired Idempotency-Keys, webhook payloads past their retention,
     and old succeeded jobs."""

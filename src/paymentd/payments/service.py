@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.auth.service import Principal
 from paymentd.db import Database, retry_store
 from paymentd.disputes.models import Dispute
@@ -161,6 +162,8 @@ class PaymentService:
             async with self.database.sql_transaction() as conn:
                 # The payment row first: the event refers to it.
                 await sql.insert(conn, (payment, sync.status_event(payment, None, payment.status, actor)))
+                audit.record(conn, "payment.created", account_id=payment.account_id, object_type="payment",
+                             object_id=payment.id, actor=actor.audit(), changes=_created(payment))
             return payment
         except asyncpg.UniqueViolationError:
             # The same seeded request ran twice at once: the other one's row stands.
@@ -377,7 +380,7 @@ class PaymentService:
             idempotency_key=stripe_key(payment.id, "capture", amount or "full"),
         )
         actor = _api_actor(principal, request_id)
-        task = self.background.spawn(self._apply_when_done(payment.id, call, actor))
+        task = self.background.spawn(self._apply_when_done(payment.id, call, actor, "payment.captured"))
         return await self._answer(task, payment.id, deadline, actor, pending_status=PaymentStatus.processing)
 
     async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str, *, wait_s: float) -> Outcome:
@@ -387,7 +390,8 @@ class PaymentService:
             if payment.status not in CANCELABLE:
                 raise _invalid_state(payment, "canceled")
         actor = _api_actor(principal, request_id)
-        task = self.background.spawn(self._apply_when_done(payment.id, self._cancel_at_stripe(payment, data.reason), actor))
+        task = self.background.spawn(self._apply_when_done(
+            payment.id, self._cancel_at_stripe(payment, data.reason), actor, "payment.canceled"))
         # A cancel in flight shows the payment as it stands, not as processing.
         return await self._answer(task, payment.id, deadline, actor, pending_status=None)
 
@@ -395,21 +399,29 @@ class PaymentService:
         intent_id = await self._ensure_intent(payment)
         return await self.provider.cancel_payment(intent_id, reason=reason, idempotency_key=stripe_key(payment.id, "cancel"))
 
-    async def _apply_when_done(self, payment_id: uuid.UUID, call: Any, actor: Actor) -> Payment:
+    async def _apply_when_done(self, payment_id: uuid.UUID, call: Any, actor: Actor, action: str) -> Payment:
         try:
             intent = await call
         except provider_types.ProviderError as error:
             raise translate(error) from error
-        return await self._record(payment_id, intent, actor)
+        return await self._record(payment_id, intent, actor, action=action)
 
-    async def _record(self, payment_id: uuid.UUID, intent: ProviderPayment, actor: Actor) -> Payment:
+    async def _record(
+        self, payment_id: uuid.UUID, intent: ProviderPayment, actor: Actor, *, action: str | None = None
+    ) -> Payment:
         """Stripe's answer onto the payment, under its lock; open attempts take the
-        outcome it reports. Plain SQL: every confirm ends here (payments/sql.py)."""
+        outcome it reports. Plain SQL: every confirm ends here (payments/sql.py).
+        `action`: the audited operation Stripe has just done (a capture, a cancel)."""
         async with self.database.sql_transaction() as conn:
             payment = await sql.payment(conn, payment_id, lock=True)
+            before = {"amount_received": payment.amount_received, "amount_capturable": payment.amount_capturable}
             batch = sql.Batch()
             if sync.apply_provider_payment(batch, payment, intent, actor):
                 await sql.save(conn, payment, batch)
+            if action is not None:
+                after = {"amount_received": payment.amount_received, "amount_capturable": payment.amount_capturable}
+                audit.record(conn, action, account_id=payment.account_id, object_type="payment",
+                             object_id=payment.id, actor=actor.audit(), changes=audit.diff(before, after))
             if (outcome := sync.confirmed_outcome(intent)) is not None:
                 await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
         return payment
@@ -488,6 +500,16 @@ class PaymentService:
         if payment is None:
             raise NotFound("No such payment.", param="payment_id")
         return payment
+
+
+def _created(payment: Payment) -> dict[str, tuple[Any, Any]]:
+    """What a new payment's audit entry shows (description, metadata and email sealed)."""
+    return {
+        "user_id": (None, payment.user_id), "amount": (None, payment.amount), "currency": (None, payment.currency),
+        "status": (None, payment.status), "capture_method": (None, payment.capture_method),
+        "description": (None, payment.description), "metadata": (None, payment.metadata_ or None),
+        "receipt_email": (None, payment.receipt_email),
+    }
 
 
 def _mandate(data: PaymentConfirm) -> provider_types.MandateAcceptance | None:

@@ -20,6 +20,7 @@ import asyncpg
 from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
+from paymentd.audit.record import Pending, buffer_of
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.repository import OPEN_OUTCOMES
 
@@ -74,6 +75,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.rows: list[object] = []
+        self.audit: list[Pending] = []  # audit entries, sealed with the transaction that saves the batch
 
     def add(self, row: object) -> None:
         self.rows.append(row)
@@ -118,6 +120,8 @@ async def save(conn: asyncpg.Connection, payment: Payment, batch: Batch | None =
     await conn.execute(_SAVE_PAYMENT, payment.id, *(_PAYMENT.value(payment, name) for name in _SAVED))
     if batch is not None:
         await insert(conn, batch.rows)
+        if batch.audit:
+            buffer_of(conn).extend(batch.audit)
 
 
 @dataclass(frozen=True)

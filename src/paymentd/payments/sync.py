@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
+from paymentd.audit import context as audit_context
 from paymentd.db import Database, RowSink, driver_of
 from paymentd.logs import log
 from paymentd.payments import consistency, repository, sql
@@ -40,6 +42,16 @@ class Actor:
     source: str  # api | webhook | reconciler
     api_key_id: uuid.UUID | None = None
     request_id: str | None = None
+
+    def audit(self) -> audit.Actor:
+        """The audit trail's actor: the API key, the webhook's event (from the job's
+        context), or the reconciler."""
+        if self.source == "api":
+            return audit.Actor("api_key", str(self.api_key_id) if self.api_key_id else None)
+        if self.source == "webhook":
+            acting = audit_context.current().actor
+            return acting if acting is not None and acting.type == "webhook" else audit.Actor("webhook")
+        return audit.Actor(self.source)
 
 
 WEBHOOK = Actor("webhook")
@@ -90,6 +102,8 @@ def move(session: RowSink, payment: Payment, target: PaymentStatus, actor: Actor
     payment.status = transition(PaymentStatus(current), target).value
     payment.updated_at = datetime.now(UTC)
     session.add(status_event(payment, current, payment.status, actor))
+    audit.record(session, "payment.status_changed", account_id=payment.account_id, object_type="payment",
+                 object_id=payment.id, changes={"status": (current, payment.status)}, actor=actor.audit())
     note_status_move(session, payment, current, payment.status)  # the receipt email, on first success
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.db import Database, RowSink
 from paymentd.logs import log
 from paymentd.payments.models import Payment
@@ -164,8 +165,10 @@ async def send_one(database: Database, smtp: SmtpSettings | None, payment_id: uu
         raise
     async with database.transaction() as session:
         row = await session.get(ReceiptEmail, payment_id, with_for_update=True)
+        before = row.status
         row.status, row.sent_at, row.last_error = SENT, datetime.now(UTC), None
         row.attempts += 1
+        await _audit(session, row, "receipt.emailed", before, receipt_number=receipt.number)
     log.info("receipt.emailed", payment_id=str(payment_id), receipt_number=receipt.number)
     return SENT
 
@@ -177,9 +180,20 @@ async def _record_failure(database: Database, payment_id: uuid.UUID, error: str)
         row.last_error = error
         if row.attempts >= MAX_ATTEMPTS:
             row.status = FAILED  # the dead letter: visible in the table, never silently dropped
+            await _audit(session, row, "receipt.email_failed", QUEUED, outcome="failure")
         else:
             ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (row.attempts - 1))
             row.next_attempt_at = datetime.now(UTC) + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+async def _audit(session: AsyncSession, row: ReceiptEmail, action: str, before: str, *,
+                 receipt_number: str | None = None, outcome: str = "success") -> None:
+    account_id = await session.scalar(select(Payment.account_id).where(Payment.id == row.payment_id))
+    changes = {"status": (before, row.status), "recipient": (None, row.recipient)}
+    if receipt_number:
+        changes["receipt_number"] = (None, receipt_number)
+    audit.record(session, action, account_id=account_id, object_type="payment", object_id=row.payment_id,
+                 changes=changes, outcome=outcome)
 
 
 async def send_due(database: Database, smtp: SmtpSettings | None, *, now: datetime | None = None,

@@ -12,6 +12,7 @@ import uuid
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.auth.models import Account
 from paymentd.db import Database
 from paymentd.errors import Conflict, NotFound
@@ -69,6 +70,8 @@ async def assign_number(session: AsyncSession, payment: Payment) -> str:
     details = await session.scalar(select(Account.details).where(Account.id == payment.account_id)) or {}
     prefix = str(details.get("receipt_prefix") or "")
     payment.receipt_number = f"{prefix}{seq:06d}"
+    audit.record(session, "receipt.issued", account_id=payment.account_id, object_type="payment",
+                 object_id=payment.id, changes={"receipt_number": (None, payment.receipt_number)})
     return payment.receipt_number
 
 

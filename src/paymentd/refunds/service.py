@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from paymentd import audit
 from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.errors import Conflict, NotFound, PaymentdError
@@ -148,6 +149,7 @@ class RefundService:
                 row.status = FAILED
                 row.failure_reason = error.code or "processor_refused"
                 row.updated_at = datetime.now(UTC)
+                _status_changed(session, row, PENDING, None)
 
 
 async def _reserve(
@@ -171,7 +173,23 @@ async def _reserve(
     session.add(refund)
     await session.flush()
     await session.refresh(refund)
+    _created(session, refund, None)
     return refund
+
+
+def _created(session: AsyncSession, refund: Refund, actor: Actor | None) -> None:
+    audit.record(session, "refund.created", account_id=refund.account_id, object_type="refund", object_id=refund.id,
+                 actor=actor.audit() if actor else None, changes={
+                     "payment_id": (None, refund.payment_id), "amount": (None, refund.amount),
+                     "currency": (None, refund.currency), "status": (None, refund.status),
+                     "reason": (None, refund.reason)})
+
+
+def _status_changed(session: AsyncSession, refund: Refund, before: str, actor: Actor | None) -> None:
+    audit.record(session, "refund.status_changed", account_id=refund.account_id, object_type="refund",
+                 object_id=refund.id, actor=actor.audit() if actor else None,
+                 changes={"status": (before, refund.status), "failure_reason": (None, refund.failure_reason)}
+                 if refund.failure_reason else {"status": (before, refund.status)})
 
 
 # --------------------------------------------------------------------------- applying Stripe's view
@@ -198,8 +216,10 @@ async def apply_provider_refund(
     reported = provider_refund.status if provider_refund.status in STATUSES else None
     if reported is not None and reported != refund.status:
         if reported in MOVES[refund.status]:
+            before = refund.status
             refund.status = reported
             refund.failure_reason = provider_refund.failure_reason if reported == FAILED else refund.failure_reason
+            _status_changed(session, refund, before, actor)
         else:
             log.info("refund.move_ignored", refund_id=str(refund.id), current=refund.status, reported=reported)
     refund.updated_at = datetime.now(UTC)
@@ -262,6 +282,7 @@ async def apply_refund_event(session: AsyncSession, provider_refund: ProviderRef
                     provider_refund_id=provider_refund.id, failure_reason=provider_refund.failure_reason)
     session.add(refund)
     await session.flush()
+    _created(session, refund, actor)
     await settle_payment(session, payment, actor)
     log.info("refund.recorded_external", refund_id=str(refund.id), payment_id=str(payment.id))
     return "applied: refund made outside paymentd"

@@ -73,10 +73,13 @@ async def ensure_customer(database: Database, provider: PaymentProvider, user: U
     except provider_types.ProviderError as error:
         raise translate(error) from error
     async with database.transaction() as session:
-        await session.execute(
+        result = await session.execute(
             update(User).where(User.id == user.id, User.provider_customer_id.is_(None))
             .values(provider_customer_id=customer)
         )
+        if result.rowcount:
+            audit.record(session, "user.updated", account_id=user.account_id, object_type="user", object_id=user.id,
+                         changes={"provider_customer_id": (None, customer)})
         stored = await session.scalar(select(User.provider_customer_id).where(User.id == user.id))
     return stored or customer
 
@@ -114,6 +117,11 @@ async def save(
             )
             .returning(SavedPaymentMethod)
         )
+        if row is not None:
+            audit.record(session, "payment_method.saved", account_id=row.account_id, object_type="payment_method",
+                         object_id=row.provider_payment_method_id,
+                         changes={"user_id": (None, row.user_id), "type": (None, row.type),
+                                  "brand": (None, row.brand), "last4": (None, row.last4)})
     if row is None:
         raise Conflict("This payment method cannot be saved for this user.", code="payment_method_unavailable",
                        param="payment_method")
@@ -151,7 +159,11 @@ async def detach(
         raise translate(error) from error
     async with database.transaction() as session:
         row = await session.get(SavedPaymentMethod, row.id, with_for_update=True)
-        row.detached_at = row.detached_at or datetime.now(UTC)
+        if row.detached_at is None:
+            row.detached_at = datetime.now(UTC)
+            audit.record(session, "payment_method.removed", account_id=row.account_id, object_type="payment_method",
+                         object_id=row.provider_payment_method_id,
+                         changes={"user_id": (row.user_id, None), "detached_at": (None, row.detached_at)})
     return row
 
 

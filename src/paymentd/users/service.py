@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
+from paymentd import audit
 from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.errors import Conflict, NotFound
@@ -21,6 +22,9 @@ async def create_user(database: Database, principal: Principal, data: UserCreate
             session.add(user)
             await session.flush()
             await session.refresh(user)
+            audit.record(session, "user.created", account_id=user.account_id, object_type="user", object_id=user.id,
+                         changes={"email": (None, user.email), "name": (None, user.name),
+                                  "external_id": (None, user.external_id)})
     except IntegrityError as error:
         raise Conflict(
             "A user with this external_id already exists.", code="resource_already_exists", param="external_id"

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 from psycopg.types.json import Jsonb
 
+from paymentd.audit import context as audit_context
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
@@ -233,7 +234,8 @@ async def apply(deps: Deps, event_id: str) -> str:
     """Apply one inbox row; returns its outcome. Raises PaymentNotYetKnown, or a
     ProviderError when Stripe must be asked and cannot answer (the caller retries)."""
     try:
-        outcome = await _apply(deps, event_id)
+        with audit_context.acting(audit_context.Actor("webhook", event_id)):
+            outcome = await _apply(deps, event_id)
     except Exception as error:
         async with deps.database.sql_transaction() as conn:
             await conn.execute(

@@ -1,0 +1,59 @@
+"""Personal data in audit entries (emails, names, descriptions, metadata values):
+kept out of the hashed part, sealed in the `personal` column, which alone may be
+rewritten (key rotation, GDPR erasure) without breaking the chain. The hash covers
+a salted commitment instead: sha256(salt || canonical(values)), the salt sealed too.
+
+`seal`/`unseal` are the one seam to the encryption keyring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from typing import Any
+
+from paymentd.audit.canonical import canonical
+
+# Field names whose values are personal wherever they appear in `changes`.
+PERSONAL_FIELDS = frozenset({
+    "email", "name", "receipt_email", "recipient", "description", "metadata", "billing_details", "phone",
+    "address", "external_id",
+})
+ERASED = {"erased": True}
+
+
+def split(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what may be hashed in clear, what is personal)."""
+    clear = {k: v for k, v in changes.items() if k not in PERSONAL_FIELDS}
+    private = {k: v for k, v in changes.items() if k in PERSONAL_FIELDS}
+    return clear, private
+
+
+def commitment(salt: str, values: dict[str, Any]) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + canonical(values)).hexdigest()
+
+
+def commit(values: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The blob to seal (salt and values) and the commitment the hash covers."""
+    salt = secrets.token_hex(16)
+    return {"salt": salt, "values": values}, commitment(salt, values)
+
+
+def seal(entry_key: uuid.UUID, values: dict[str, Any]) -> str:
+    """Encrypt `values` for the entry `entry_key` (its associated data).
+    Until the keyring lands this stores JSON; it is the only place to change."""
+    return json.dumps(values, separators=(",", ":"))
+
+
+def unseal(entry_key: uuid.UUID, sealed: str) -> dict[str, Any]:
+    return json.loads(sealed)
+
+
+def opened(entry_key: uuid.UUID, sealed: str | None) -> dict[str, Any] | None:
+    """The personal changes of an entry; None when it has none or they were erased."""
+    if sealed is None:
+        return None
+    blob = unseal(entry_key, sealed)
+    return None if blob.get("erased") else blob.get("values")
