@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-from paymentd.audit import record as audit_buffers
+from paymentd.audit import entries as audit_buffers
 from paymentd.audit import writer as audit_writer
 
 

@@ -6,6 +6,6 @@ signs chain heads (Ed25519); `verify` and `export` prove the trail is intact.
 """
 
 from paymentd.audit.context import Actor
-from paymentd.audit.record import diff, record
+from paymentd.audit.entries import diff, record
 
 __all__ = ["Actor", "diff", "record"]

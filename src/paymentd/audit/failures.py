@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from paymentd.audit import context
-from paymentd.audit.record import record
+from paymentd.audit.entries import record
 from paymentd.auth.keys import prefix_of
 from paymentd.logs import log
 

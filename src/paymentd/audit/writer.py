@@ -19,7 +19,7 @@ import asyncpg
 
 from paymentd.audit import personal
 from paymentd.audit.canonical import FORMAT, entry_hash, timestamp
-from paymentd.audit.record import Pending
+from paymentd.audit.entries import Pending
 
 _FREE_HEAD = (
     "SELECT chain, length, head_hash FROM audit_chains ORDER BY chain >= $1 DESC, chain"

@@ -20,7 +20,7 @@ import asyncpg
 from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
-from paymentd.audit.record import Pending, buffer_of
+from paymentd.audit.entries import Pending, buffer_of
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.repository import OPEN_OUTCOMES
 

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from paymentd import audit
 from paymentd.auth.service import Principal
 from paymentd.db import Base, Database
 from paymentd.errors import Conflict, NotFound

@@ -120,11 +120,19 @@ def upgrade() -> None:
 
         REVOKE UPDATE, DELETE, TRUNCATE ON audit_entries, audit_checkpoints FROM PUBLIC;
         REVOKE DELETE, TRUNCATE ON audit_chains FROM PUBLIC;
+
+        ALTER TABLE api_keys DROP CONSTRAINT scopes_known;
+        ALTER TABLE api_keys ADD CONSTRAINT scopes_known CHECK (
+            scopes <@ ARRAY['payments:read', 'payments:write', 'refunds:write', 'reports:read', 'admin',
+                            'audit:read']::text[]);
     """)
 
 
 def downgrade() -> None:
     op.execute("""
+        ALTER TABLE api_keys DROP CONSTRAINT scopes_known;
+        ALTER TABLE api_keys ADD CONSTRAINT scopes_known CHECK (
+            scopes <@ ARRAY['payments:read', 'payments:write', 'refunds:write', 'reports:read', 'admin']::text[]);
         DROP TABLE audit_checkpoints;
         DROP TABLE audit_entries;
         DROP TABLE audit_chains;
