@@ -217,3 +217,33 @@ async def test_the_app_role_cannot_change_or_delete_entries(merchant: Merchant, 
             await conn.execute("UPDATE audit_chains SET length = 0")
     finally:
         await conn.close()
+
+
+async def test_a_role_granted_as_the_readme_says_cannot_even_try(merchant: Merchant, database_url: str) -> None:
+    """The README's least-privilege role: INSERT and SELECT on the trail, UPDATE of `personal` only."""
+    await merchant.user()
+    role = f"paymentd_app_{uuid.uuid4().hex[:8]}"
+    owner = await asyncpg.connect(database_url)
+    try:
+        await owner.execute(f"""
+            CREATE ROLE {role} LOGIN;
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+            REVOKE UPDATE, DELETE, TRUNCATE ON audit_entries, audit_checkpoints FROM {role};
+            REVOKE DELETE, TRUNCATE ON audit_chains FROM {role};
+            GRANT UPDATE (personal) ON audit_entries TO {role};
+        """)
+        app = await asyncpg.connect(database_url, user=role)
+        try:
+            assert await app.fetchval("SELECT count(*) FROM audit_entries WHERE account_id = $1",
+                                      merchant.account_id) > 0
+            for statement in ("UPDATE audit_entries SET action = 'x' WHERE account_id = $1",
+                              "DELETE FROM audit_entries WHERE account_id = $1"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                    await app.execute(statement, merchant.account_id)
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await app.execute("SET session_replication_role = replica")  # superusers only
+        finally:
+            await app.close()
+    finally:
+        await owner.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+        await owner.close()
