@@ -43,7 +43,7 @@ async def test_user_created_once_with_request_actor_ip_and_sealed_personal_data(
     entry = only(await entries(merchant.client, object_id=user_id), "user.created")
     assert entry["actor"] == {"type": "api_key", "id": await key_id(database, merchant.key)}
     assert entry["object"] == {"type": "user", "id": user_id}
-    assert entry["request_id"] == response.headers["x-request-id"]
+    assert entry["request_id"] == response.headers["paymentd-request-id"]  # the server id
     assert entry["client_ip"] == "127.0.0.1"
     assert entry["changes"]["email"] == [None, "zoe@example.com"]  # shown to the account
     async with database.sql_connection() as conn:
