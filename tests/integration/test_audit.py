@@ -139,25 +139,28 @@ async def test_failed_access_is_counted_into_one_entry(merchant: Merchant, anony
     from paymentd.audit import failures
 
     _, weak = await make_key(database, f"weak-{uuid.uuid4().hex[:8]}", [Scope.payments_read])
-    account_of_weak = None
     async with database.sql_connection() as conn:
         account_of_weak = await conn.fetchval("SELECT account_id FROM api_keys WHERE prefix = $1",
                                               weak.split("_")[1])
     for _ in range(5):
         denied = await anonymous.get("/api/audit", headers={"Authorization": f"Bearer {weak}"})
         assert denied.status_code == 403
-    bogus = "pd_aaaaaaaaaaaa_" + "A" * 43
+    prefix = uuid.uuid4().hex[:12]
+    bogus = f"pd_{prefix}_" + "A" * 43
     for _ in range(3):
         assert (await anonymous.get("/api/audit", headers={"Authorization": f"Bearer {bogus}"})).status_code == 401
     await failures.flush(database)
     async with database.sql_connection() as conn:
         forbidden = await conn.fetch("SELECT * FROM audit_entries WHERE action = 'auth.failed' AND account_id = $1",
                                      account_of_weak)
-        unknown = await conn.fetch("SELECT * FROM audit_entries WHERE action = 'auth.failed' AND object_id = "
-                                   "'aaaaaaaaaaaa'")
-    assert [(r["count"], r["outcome"], r["object_id"], r["client_ip"]) for r in forbidden] == [
-        (5, "forbidden", weak.split("_")[1], "127.0.0.1")]
-    assert sum(r["count"] for r in unknown) == 3 and all(r["outcome"] == "unauthenticated" for r in unknown)
+        unknown = await conn.fetch("SELECT * FROM audit_entries WHERE action = 'auth.failed' AND object_id = $1",
+                                   prefix)
+    # One entry per group and flush (the server's own flusher may have taken part of them first).
+    assert sum(r["count"] for r in forbidden) == 5 and len(forbidden) <= 2
+    assert {(r["outcome"], r["object_id"], r["client_ip"]) for r in forbidden} == {
+        ("forbidden", weak.split("_")[1], "127.0.0.1")}
+    assert sum(r["count"] for r in unknown) == 3 and len(unknown) <= 2
+    assert all(r["outcome"] == "unauthenticated" and r["account_id"] is None for r in unknown)
 
 
 async def test_audit_api_scope_isolation_paging_and_filters(merchant: Merchant, database: Database,
