@@ -21,6 +21,9 @@ from paymentd.audit import failures as audit_failures
 from paymentd.audit import signing as audit_signing
 from paymentd.audit.routes import router as audit_router
 from paymentd.auth.cache import Authenticator
+from paymentd.auth.middleware import AccessMiddleware
+from paymentd.auth.throttle import Throttle
+from paymentd.auth.usage import KeyUsage
 from paymentd.config import Settings, get_settings
 from paymentd.db import Database
 from paymentd.docs import install_docs
@@ -75,7 +78,16 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         app.state.database = database
         # Failed access is counted in this process and written to the audit trail every few seconds.
         failures = asyncio.create_task(audit_failures.run_flusher(database), name="paymentd-audit-failures")
-        app.state.authenticator = Authenticator(database, ttl_s=settings.auth_cache_s)
+        key_usage = KeyUsage(database, interval_s=settings.key_usage_flush_s)
+        key_usage.start()
+        app.state.authenticator = Authenticator(database, ttl_s=settings.auth_cache_s, usage=key_usage)
+        app.state.throttle = Throttle(
+            redis_url=settings.redis_url,
+            default_rps=settings.account_rps,
+            auth_fail_limit=settings.auth_fail_limit,
+            auth_fail_window_s=settings.auth_fail_window_s,
+            key_prefix=settings.redis_key_prefix,
+        )
         # The lease outlives the longest request (Prefer: wait is capped by max_wait_s);
         # past it, a request whose process died may be run again under the same seed.
         app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 5))
@@ -110,6 +122,8 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             await app.state.payments.background.drain(timeout=settings.max_wait_s)
             if provider is None:
                 await app.state.provider.aclose()
+            await key_usage.stop()
+            await app.state.throttle.aclose()
             await database.dispose()
 
     app = FastAPI(
@@ -123,10 +137,13 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.state.settings = settings
     if settings.max_in_flight:
         # A request may wait for a place half its budget; the other half is for its work.
-        app.state.admission = Admission(settings.max_in_flight, max_wait_s=settings.sync_budget_ms / 2000)
-    # Outermost last: the edge (request id, body guard), then admission, then the idempotency claim.
+        app.state.admission = Admission(settings.max_in_flight, max_wait_s=settings.sync_budget_ms / 2000,
+                                        reserve=settings.max_in_flight_reserve)
+    # Outermost last: the edge (request id, body guard), then authentication and the inbound
+    # limits, then admission (which queues per account), then the idempotency claim.
     app.add_middleware(IdempotencyMiddleware, store_factory=lambda scope: scope["app"].state.idempotency)
     app.add_middleware(AdmissionMiddleware)
+    app.add_middleware(AccessMiddleware)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.hsts)
     _install_error_handlers(app)
     app.include_router(users_router)

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
 
     # A checked API key is trusted this long in each process: revocation takes effect within it.
     auth_cache_s: float = 1.0
+    # How often each process writes API keys' `last_used_at` (auth/usage.py): never per request.
+    key_usage_flush_s: float = Field(60.0, gt=0)
+    # Inbound limits (auth/throttle.py), counted across processes in Redis when REDIS_URL is set.
+    # Requests per second per account, unless set for the account (`paymentd account set-limit`); 0: none.
+    account_rps: int = Field(1000, ge=0)
+    # Failed authentications from one client address per window before it gets 429; 0: never.
+    auth_fail_limit: int = Field(20, ge=0)
+    auth_fail_window_s: int = Field(60, ge=1)
 
     # HTTP.
     host: str = "127.0.0.1"
@@ -91,6 +99,9 @@ class Settings(BaseSettings):
     sync_budget_ms: int = 400
     # Requests at work at once in one process; more wait up to half the budget, then 503 (admission.py). 0: no limit.
     max_in_flight: int = Field(64, ge=0)
+    # Places an account already holding its fair share may not take, kept for other accounts
+    # (admission.py). Unset: a quarter of max_in_flight.
+    max_in_flight_reserve: int | None = Field(None, ge=0)
     max_wait_s: int = 30
     max_body_bytes: int = 1_000_000
     # TLS served by paymentd itself (`serve --ssl-certfile --ssl-keyfile`): TLS 1.2+ only (tls.py),

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from paymentd.audit import context as audit_context
 from paymentd.audit import failures as audit_failures
 from paymentd.auth.keys import Scope
+from paymentd.auth.middleware import refused_key
 from paymentd.auth.service import Principal
 from paymentd.config import Settings
 from paymentd.db import Database
@@ -61,16 +62,19 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         if credentials is None:
             audit_failures.note(request, 401)
             raise AuthenticationFailed("No API key: send `Authorization: Bearer <api key>`.", code="api_key_missing")
-        # The idempotency layer may have authenticated this request already.
+        # AccessMiddleware authenticated this request already (auth/middleware.py).
         found = request.scope["state"].get("principal")
         if found is None:
-            found = await request.app.state.authenticator(credentials.credentials)
-        if found is None:
-            audit_failures.note(request, 401, credentials.credentials)
-            raise AuthenticationFailed("The API key is invalid or revoked.", code="api_key_invalid")
+            checked = await request.app.state.authenticator.check(credentials.credentials)
+            if not isinstance(checked, Principal):
+                audit_failures.note(request, 401, credentials.credentials, checked.account_id)
+                raise refused_key(checked.reason)
+            found = checked
         if not found.allows(scope):
             audit_failures.note(request, 403, credentials.credentials, found.account_id)
             raise PermissionDenied(f"This API key lacks the `{scope.value}` scope.", code="missing_scope")
+        # Stored with an Idempotency-Key's answer: a replay needs the same scopes (idempotency.py).
+        request.scope["state"].setdefault("checked_scopes", set()).add(scope.value)
         structlog.contextvars.bind_contextvars(account_id=str(found.account_id))
         audit_context.act_as(audit_context.Actor("api_key", str(found.api_key_id)))
         return found

@@ -4,6 +4,10 @@ Same key, endpoint and body: the stored response again (`Idempotent-Replayed: tr
 Other endpoint or body: 422. Still running: 409. A request that died half way
 (its lease ran out) or failed transiently (5xx, 429) is re-run under the same
 seed, so it recreates the same ids and sends Stripe the same keys: never twice.
+Authentication and authorization come first (auth/middleware.py, then the route's
+scope check): an answer is stored with the scopes its route checked, and replayed only
+to a key that holds them; answers that say nothing about the work (401, 403, 429, 5xx)
+are never stored, and a claim refused before any work (401, 403) is forgotten.
 """
 
 from __future__ import annotations
@@ -18,20 +22,25 @@ from datetime import timedelta
 import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paymentd.auth import keys
 from paymentd.db import Database
-from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError
+from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError, PermissionDenied
 from paymentd.http import replay_body, send_error
 from paymentd.logs import log
 
 _KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
 # Headers a replay must not repeat: each response gets its own request id and length.
 _NOT_REPLAYED = {b"x-request-id", b"content-length", b"date", b"server"}
+# Answers about the caller, not the work: never stored, never replayed.
+_ABOUT_THE_CALLER = {401, 403, 429}
 
 
 @dataclass(frozen=True)
 class Claim:
     seed: uuid.UUID
     replay: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+    fresh: bool = False  # claimed by this request: no earlier attempt ran under its seed
+    required_scopes: tuple[str, ...] = ()  # what a key needs to be shown `replay`
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -59,7 +68,7 @@ class IdempotencyStore:
                 account_id, key, fingerprint, self.lease,
             )
             if seed is not None:
-                return Claim(seed)
+                return Claim(seed, fresh=True)
             async with conn.transaction():
                 return await self._reclaim(conn, account_id, key, fingerprint)
 
@@ -67,7 +76,7 @@ class IdempotencyStore:
         """A key used before: its answer to replay, a refusal, or the same seed to run again."""
         row = await conn.fetchrow(
             "SELECT request_hash, seed, state, locked_until > clock_timestamp() AS live, "
-            "response_status, response_headers, response_body FROM idempotency_keys "
+            "response_status, response_headers, response_body, required_scopes FROM idempotency_keys "
             "WHERE account_id = $1 AND key = $2 FOR UPDATE",
             account_id, key,
         )
@@ -77,7 +86,8 @@ class IdempotencyStore:
             )
         if row["state"] == "done":
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
-            return Claim(row["seed"], (row["response_status"], headers, row["response_body"]))
+            return Claim(row["seed"], (row["response_status"], headers, row["response_body"]),
+                         required_scopes=tuple(row["required_scopes"] or ()))
         if row["state"] == "in_flight" and row["live"]:
             raise IdempotencyError(
                 "A request with this Idempotency-Key is still in progress; retry shortly.",
@@ -93,19 +103,29 @@ class IdempotencyStore:
         return Claim(row["seed"])
 
     async def finish(
-        self, account_id: uuid.UUID, key: str, status: int | None, headers: list[tuple[bytes, bytes]], body: bytes
+        self, account_id: uuid.UUID, key: str, status: int | None, headers: list[tuple[bytes, bytes]], body: bytes,
+        *, required_scopes: list[str] | tuple[str, ...] = (),
     ) -> None:
-        """Keep the answer; but a transient failure (5xx, 429) or a crash is not an
-        answer worth replaying: the key stays usable for a retry."""
-        final = status is not None and status < 500 and status != 429
+        """Keep the answer; but a transient failure (5xx, 429), an answer about the
+        caller (401, 403) or a crash is not one to replay: the key stays usable for a retry."""
+        final = status is not None and status < 500 and status not in _ABOUT_THE_CALLER
         stored = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _NOT_REPLAYED]
         async with self.database.sql_connection() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET state = $3, locked_until = NULL, response_status = $4, "
-                "response_headers = $5::jsonb, response_body = $6 WHERE account_id = $1 AND key = $2",
+                "response_headers = $5::jsonb, response_body = $6, required_scopes = $7 "
+                "WHERE account_id = $1 AND key = $2",
                 account_id, key, "done" if final else "retryable", status if final else None,
                 json.dumps(stored) if final else None, body if final else None,
+                sorted(required_scopes) if final else None,
             )
+
+
+    async def release(self, account_id: uuid.UUID, key: str) -> None:
+        """Forget a claim under which nothing ran (refused before the work): the key is
+        as if never used, so the caller may use it with any request."""
+        async with self.database.sql_connection() as conn:
+            await conn.execute("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2", account_id, key)
 
 
 class IdempotencyMiddleware:
@@ -129,12 +149,18 @@ class IdempotencyMiddleware:
                     code="idempotency_key_invalid",
                     param="Idempotency-Key",
                 )
-            principal = await self._principal(scope)
+            principal = scope["state"].get("principal") or await self._principal(scope)
             if principal is None:  # the route answers 401 itself
                 await self.app(scope, receive, send)
                 return
             body = await _read(receive)
             claim = await store.claim(principal.account_id, key, request_hash("POST", scope["path"], body))
+            if claim.replay is not None:
+                # A key that may not make this request may not see its answer either
+                # (a stored refund replayed to a key without refunds:write).
+                for needed in claim.required_scopes:
+                    if not principal.allows(keys.Scope(needed)):
+                        raise PermissionDenied(f"This API key lacks the `{needed}` scope.", code="missing_scope")
         except PaymentdError as error:
             await send_error(send, error, request_id)
             return
@@ -154,8 +180,12 @@ class IdempotencyMiddleware:
                 return
             captured["finished"] = True
             try:
+                if captured["status"] in (401, 403) and claim.fresh:
+                    await store.release(principal.account_id, key)
+                    return
                 await store.finish(
-                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"])
+                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"]),
+                    required_scopes=sorted(scope["state"].get("checked_scopes", ())),
                 )
             except Exception:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
                 log.exception("idempotency.finish_failed")

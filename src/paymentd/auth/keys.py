@@ -26,6 +26,7 @@ class Scope(StrEnum):
 
 
 _KEY_RE = re.compile(r"^pd_([a-z0-9]{12})_([A-Za-z0-9]{43})$")
+_PREFIX_RE = re.compile(r"^[a-z0-9]{12}$")
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 
@@ -52,6 +53,10 @@ def prefix_of(key: str) -> str | None:
     """The lookup prefix of a well-formed key, None for anything else."""
     match = _KEY_RE.match(key)
     return match.group(1) if match else None
+
+
+def is_prefix(text: str) -> bool:
+    return _PREFIX_RE.match(text) is not None
 
 
 def matches(key: str, stored_hash: str) -> bool:

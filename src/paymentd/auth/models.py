@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Text, func, text
+from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,6 +21,8 @@ class Account(Base):
     details: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     # Last receipt number handed out; incremented under the row lock so numbers never repeat.
     receipt_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    # Inbound requests per second; None: the configured default; 0: no limit (auth/throttle.py).
+    rate_limit_rps: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -35,3 +37,6 @@ class ApiKey(Base):
     name: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Coarse on purpose: flushed at most once a minute per key (auth/usage.py).
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

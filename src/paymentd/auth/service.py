@@ -1,10 +1,12 @@
-"""Accounts and keys: create, revoke, authenticate. Used by the CLI and the API."""
+"""Accounts and keys: create, list, revoke, authenticate, limit. Used by the CLI and the API."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,9 +24,28 @@ class Principal:
     account_id: uuid.UUID
     api_key_id: uuid.UUID
     scopes: frozenset[str]
+    # The account's own inbound limit (requests/s); None: the configured default; 0: none.
+    rate_limit_rps: int | None = None
+    # When the key stops working; checked on every use, cached or not (auth/cache.py).
+    expires_at: datetime | None = None
+    key_prefix: str | None = None
 
     def allows(self, scope: Scope) -> bool:
         return scope.value in self.scopes or Scope.admin.value in self.scopes
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a key was not accepted. `account_id`/`api_key_id` are known only when the
+    key's secret matched (revoked, expired): never for guesses."""
+
+    reason: Literal["malformed", "unknown", "revoked", "expired"]
+    key_prefix: str | None = None
+    account_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
 
 
 class UnknownAccount(LookupError):
@@ -45,13 +66,25 @@ async def get_or_create_account(session: AsyncSession, name: str) -> Account:
     return account or await create_account(session, name)
 
 
+async def _account(session: AsyncSession, name: str) -> Account:
+    account = await session.scalar(select(Account).where(Account.name == name))
+    if account is None:
+        raise UnknownAccount(name)
+    return account
+
+
 async def create_key(
-    session: AsyncSession, account_name: str, scopes: Iterable[Scope], *, name: str | None = None
+    session: AsyncSession,
+    account_name: str,
+    scopes: Iterable[Scope],
+    *,
+    name: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Returns the row and the secret; the secret exists nowhere else after this."""
-    account = await session.scalar(select(Account).where(Account.name == account_name))
-    if account is None:
-        raise UnknownAccount(account_name)
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= datetime.now(UTC)):
+        raise ValueError("a key's expiry must be a time zone-aware moment in the future")
+    account = await _account(session, account_name)
     new = keys.generate()
     row = ApiKey(
         account_id=account.id,
@@ -59,6 +92,7 @@ async def create_key(
         secret_hash=new.secret_hash,
         scopes=sorted({Scope(s).value for s in scopes}),
         name=name,
+        expires_at=expires_at,
     )
     session.add(row)
     await session.flush()
@@ -67,28 +101,85 @@ async def create_key(
     return row, new.secret
 
 
-async def revoke_key(session: AsyncSession, prefix_or_id: str) -> bool:
-    condition = ApiKey.prefix == prefix_or_id
+async def find_key(session: AsyncSession, ref: str) -> ApiKey | None:
+    """The key named by `ref`: the whole key (its secret must match), its id, or the
+    prefix `create` prints (`pd_<prefix>` or the bare 12 characters)."""
+    ref = ref.strip()
+    if (prefix := keys.prefix_of(ref)) is not None:
+        row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        # A wrong secret with a real prefix names nothing: no revoking by half a key.
+        return row if row is not None and keys.matches(ref, row.secret_hash) else None
     try:
-        condition = condition | (ApiKey.id == uuid.UUID(prefix_or_id))
+        return await session.scalar(select(ApiKey).where(ApiKey.id == uuid.UUID(ref)))
     except ValueError:
         pass
-    revoked = (await session.execute(
-        update(ApiKey).where(condition, ApiKey.revoked_at.is_(None)).values(revoked_at=func.now())
-        .returning(ApiKey.id, ApiKey.account_id, ApiKey.prefix)
-    )).all()
-    for key_id, account_id, prefix in revoked:
-        audit.record(session, "api_key.revoked", account_id=account_id, object_type="api_key", object_id=key_id,
-                     changes={"revoked": (False, True)})
-    return bool(revoked)
+    prefix = ref.removeprefix("pd_")
+    if not keys.is_prefix(prefix):
+        return None
+    return await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
 
 
-async def authenticate(session: AsyncSession, key: str) -> Principal | None:
-    """The principal for a live key, or None (unknown, malformed and revoked look alike)."""
+async def revoke_key(session: AsyncSession, ref: str) -> ApiKey | None:
+    """Revoke the key `ref` names (see `find_key`); None when none is live. Takes effect
+    everywhere within the authenticator cache's TTL (PAYMENTD_AUTH_CACHE_S)."""
+    row = await find_key(session, ref)
+    if row is None:
+        return None
+    result = await session.execute(
+        update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None)).values(revoked_at=func.now())
+        .returning(ApiKey.revoked_at)
+    )
+    revoked_at = result.scalar_one_or_none()
+    if revoked_at is None:
+        return None  # revoked already
+    audit.record(session, "api_key.revoked", account_id=row.account_id, object_type="api_key", object_id=row.id,
+                 changes={"revoked": (False, True)})
+    await session.refresh(row)
+    return row
+
+
+async def list_keys(session: AsyncSession, account_name: str | None = None) -> list[tuple[ApiKey, str]]:
+    """Every key (revoked and expired ones too) with its account's name, oldest first."""
+    query = select(ApiKey, Account.name).join(Account, Account.id == ApiKey.account_id)
+    if account_name is not None:
+        query = query.where(ApiKey.account_id == (await _account(session, account_name)).id)
+    rows = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))
+    return [(key, name) for key, name in rows.tuples()]
+
+
+async def set_rate_limit(session: AsyncSession, account_name: str, rps: int | None) -> Account:
+    """An account's inbound limit in requests/s: None for the configured default, 0 for none."""
+    if rps is not None and rps < 0:
+        raise ValueError("a rate limit cannot be negative")
+    account = await _account(session, account_name)
+    account.rate_limit_rps = rps
+    await session.flush()
+    return account
+
+
+async def authenticate(session: AsyncSession, key: str) -> Principal | Refusal:
+    """The principal for a live key, or why not. Callers answer every refusal the same
+    way (401), except that an expired key may say so: only its holder can learn that."""
     prefix = keys.prefix_of(key)
     if prefix is None:
-        return None
-    row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None or not keys.matches(key, row.secret_hash):
-        return None
-    return Principal(account_id=row.account_id, api_key_id=row.id, scopes=frozenset(row.scopes))
+        return Refusal("malformed")
+    found = (await session.execute(
+        select(ApiKey, Account.rate_limit_rps).join(Account, Account.id == ApiKey.account_id)
+        .where(ApiKey.prefix == prefix)
+    )).first()
+    if found is None or not keys.matches(key, found[0].secret_hash):
+        return Refusal("unknown", key_prefix=prefix)
+    row, rate_limit_rps = found
+    if row.revoked_at is not None:
+        return Refusal("revoked", key_prefix=prefix, account_id=row.account_id, api_key_id=row.id)
+    principal = Principal(
+        account_id=row.account_id,
+        api_key_id=row.id,
+        scopes=frozenset(row.scopes),
+        rate_limit_rps=rate_limit_rps,
+        expires_at=row.expires_at,
+        key_prefix=prefix,
+    )
+    if principal.expired():
+        return Refusal("expired", key_prefix=prefix, account_id=row.account_id, api_key_id=row.id)
+    return principal
