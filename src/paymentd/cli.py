@@ -10,12 +10,13 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import secrets
 import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,8 @@ from paymentd.embedded import EmbeddedPostgres
 from paymentd.migrate import upgrade
 
 app = typer.Typer(help="paymentd: payments between your applications and Stripe.", no_args_is_help=True)
-apikey_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create, list and revoke API keys. Rotate: create a new key, move the "
+                         "applications to it, revoke the old one.", no_args_is_help=True)
 account_app = typer.Typer(help="Manage accounts (merchants).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(account_app, name="account")
@@ -101,33 +103,131 @@ def account_create(name: Annotated[str, typer.Argument(help="Unique account name
     typer.echo(str(account.id))
 
 
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    """`--expires-in 90d` (s, m, h, d, w) or `--expires-at` an ISO 8601 time (UTC unless
+    it names its zone); refuses both at once, nonsense, and the past."""
+    if expires_in is not None and expires_at is not None:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    if expires_in is not None:
+        match = _DURATION.match(expires_in.strip())
+        if match is None or int(match.group(1)) == 0:
+            raise typer.BadParameter("--expires-in takes a positive number and a unit: 90d, 12h, 2w, 30m, 45s")
+        return datetime.now(UTC) + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if expires_at is not None:
+        try:
+            when = datetime.fromisoformat(expires_at.strip())
+        except ValueError:
+            raise typer.BadParameter("--expires-at takes an ISO 8601 time, e.g. 2027-03-01T00:00:00Z") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        if when <= datetime.now(UTC):
+            raise typer.BadParameter("--expires-at is in the past")
+        return when
+    return None
+
+
 @apikey_app.command("create")
 def apikey_create(
     account: Annotated[str, typer.Option(help="Account name")],
     scope: Annotated[list[Scope], typer.Option(help="Repeat for several scopes")],
     name: Annotated[str | None, typer.Option(help="A label for the key")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="Stops working after this long: 90d, 12h, 2w...")] = None,
+    expires_at: Annotated[str | None, typer.Option(help="Stops working at this ISO 8601 time (UTC if no zone)")] = None,
 ) -> None:
-    """Create a key; prints the secret once, alone on stdout."""
+    """Create a key; prints the secret once, alone on stdout (its id and prefix on stderr)."""
+    expiry = _expiry(expires_in, expires_at)
     settings = get_settings()
     with database_url(settings) as url:
         try:
-            _, secret = _run(_with_session(url, lambda s: auth_service.create_key(s, account, scope, name=name)))
+            row, secret = _run(_with_session(
+                url, lambda s: auth_service.create_key(s, account, scope, name=name, expires_at=expiry)))
         except auth_service.UnknownAccount:
             _say(f"no account named {account!r}; create it with `paymentd account create {account}`")
             raise typer.Exit(1) from None
+    _say(f"created key {row.id} (prefix pd_{row.prefix}) for account {account!r}, scopes {', '.join(row.scopes)}, "
+         + (f"expires {row.expires_at.isoformat()}" if row.expires_at else "never expires")
+         + f"; revoke with `paymentd apikey revoke {row.id}`")
     typer.echo(secret)
 
 
+def _when(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+@apikey_app.command("list")
+def apikey_list(
+    account: Annotated[str | None, typer.Option(help="Only this account's keys")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every key (never its secret): id, prefix, account, scopes, created, expires, last used, revoked.
+    Last use is written at most once a minute per process, so it may be that much behind."""
+    settings = get_settings()
+    with database_url(settings) as url:
+        try:
+            rows = _run(_with_session(url, lambda s: auth_service.list_keys(s, account)))
+        except auth_service.UnknownAccount:
+            _say(f"no account named {account!r}")
+            raise typer.Exit(1) from None
+    now = datetime.now(UTC)
+    listed = [
+        {"id": str(key.id), "prefix": f"pd_{key.prefix}", "account": name, "name": key.name, "scopes": key.scopes,
+         "created_at": _when(key.created_at), "expires_at": _when(key.expires_at),
+         "last_used_at": _when(key.last_used_at), "revoked_at": _when(key.revoked_at),
+         "status": "revoked" if key.revoked_at else "expired" if key.expires_at and key.expires_at <= now
+         else "active"}
+        for key, name in rows
+    ]
+    if as_json:
+        for entry in listed:
+            typer.echo(json.dumps(entry))
+        return
+    if not listed:
+        _say("no keys")
+        return
+    columns = ["id", "prefix", "account", "scopes", "status", "created_at", "expires_at", "last_used_at",
+               "revoked_at"]
+    table = [[", ".join(e[c]) if c == "scopes" else (e[c] or "-") for c in columns] for e in listed]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    for line in [columns, *table]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
 @apikey_app.command("revoke")
-def apikey_revoke(key: Annotated[str, typer.Argument(help="The key's prefix or id")]) -> None:
-    """Revoke a key at once; requests with it then get 401."""
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="The whole key, its id, or its prefix (pd_xxxxxxxxxxxx)")],
+) -> None:
+    """Revoke a key; every process refuses it (401) within PAYMENTD_AUTH_CACHE_S (1 s)."""
     settings = get_settings()
     with database_url(settings) as url:
         revoked = _run(_with_session(url, lambda s: auth_service.revoke_key(s, key)))
     if not revoked:
-        _say("no live key with that prefix or id")
+        _say("no live key matches (unknown, already revoked, or a whole key whose secret is wrong)")
         raise typer.Exit(1)
-    _say("revoked")
+    _say(f"revoked key {revoked.id} (prefix pd_{revoked.prefix})")
+
+
+@account_app.command("set-limit")
+def account_set_limit(
+    name: Annotated[str, typer.Argument(help="Account name")],
+    rps: Annotated[int | None, typer.Option(min=0, help="Requests per second (0: no limit)")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Back to PAYMENTD_ACCOUNT_RPS")] = False,
+) -> None:
+    """Set an account's inbound request limit; over it, requests get 429 with Retry-After.
+    Takes effect within PAYMENTD_AUTH_CACHE_S in every process."""
+    if (rps is not None) == default:  # exactly one of the two
+        raise typer.BadParameter("give --rps N or --default")
+    settings = get_settings()
+    with database_url(settings) as url:
+        try:
+            _run(_with_session(url, lambda s: auth_service.set_rate_limit(s, name, None if default else rps)))
+        except auth_service.UnknownAccount:
+            _say(f"no account named {name!r}")
+            raise typer.Exit(1) from None
+    _say(f"account {name!r}: " + (f"default limit ({settings.account_rps}/s)" if default
+                                  else "no limit" if rps == 0 else f"{rps} requests/s"))
 
 
 @app.command()

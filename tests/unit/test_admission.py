@@ -58,3 +58,57 @@ async def test_a_cancelled_waiter_does_not_keep_a_place() -> None:
 def test_a_gate_needs_a_place() -> None:
     with pytest.raises(ValueError):
         Admission(0, max_wait_s=1)
+
+
+async def test_an_account_alone_leaves_the_reserve_free_for_others() -> None:
+    gate = Admission(8, max_wait_s=0.05)  # reserve: 8 // 4 = 2
+    assert all([await gate.enter("a") for _ in range(6)])
+    assert not await gate.enter("a")  # the last two places are kept for someone else
+    assert await gate.enter("b") and await gate.enter("b")
+    assert gate.held("a") == 6 and gate.held("b") == 2 and gate.running == 8
+
+
+async def test_freed_places_go_round_robin_between_accounts() -> None:
+    gate = Admission(2, max_wait_s=5, reserve=0)
+    assert await gate.enter("a") and await gate.enter("a")
+    served: list[str] = []
+
+    async def waiter(tenant: str) -> None:
+        assert await gate.enter(tenant)
+        served.append(tenant)
+
+    # Account a queues five more before b's two arrive; b still gets every other place.
+    tasks = [asyncio.create_task(waiter("a")) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    tasks += [asyncio.create_task(waiter("b")) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    for _ in range(7):
+        gate.leave(served[-1] if served else "a")
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*tasks)
+    assert served[:4] == ["a", "b", "a", "b"]
+    assert sorted(served) == ["a"] * 5 + ["b"] * 2
+
+
+async def test_an_account_over_its_share_waits_while_another_takes_the_reserve() -> None:
+    gate = Admission(4, max_wait_s=5, reserve=1)
+    assert all([await gate.enter("a") for _ in range(3)])
+    a_waits = asyncio.create_task(gate.enter("a"))
+    await asyncio.sleep(0.01)
+    assert not a_waits.done()  # only the reserve is free, and a holds more than its share
+    assert await gate.enter("b")  # b holds nothing: the reserve is for it
+    gate.leave("b")  # the freed place is the reserve again: a, over its share, still waits
+    await asyncio.sleep(0.01)
+    assert not a_waits.done()
+    gate.leave("a")  # a place beyond the reserve: a takes it
+    assert await a_waits
+    assert gate.held("a") == 3 and gate.waiting == 0
+
+
+async def test_a_waiting_account_that_gives_up_lets_the_others_share_grow() -> None:
+    gate = Admission(4, max_wait_s=0.05, reserve=0)
+    assert await gate.enter("a") and await gate.enter("a") and await gate.enter("b") and await gate.enter("b")
+    assert not await gate.enter("c")  # nothing free in time: refused, and gone from the queues
+    assert gate.waiting == 0
+    gate.leave("b")
+    assert await gate.enter("a")  # no one else waiting: a may take it

@@ -144,7 +144,7 @@ async def list_keys(session: AsyncSession, account_name: str | None = None) -> l
     if account_name is not None:
         query = query.where(ApiKey.account_id == (await _account(session, account_name)).id)
     rows = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))
-    return [(key, name) for key, name in rows.tuples()]
+    return [(key, name) for key, name in rows]
 
 
 async def set_rate_limit(session: AsyncSession, account_name: str, rps: int | None) -> Account:
