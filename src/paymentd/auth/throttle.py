@@ -103,8 +103,9 @@ class Throttle:
         return _seconds(left, at_most=self._failure_item.get_expiry() if self._failure_item else 1)
 
     async def failed(self, address: str) -> int | None:
-        """Count a failed authentication from `address`; when that reaches the limit, the
-        address is blocked and the seconds until its window ends are returned."""
+        """Count a failed authentication from `address`. The one that reaches the limit
+        blocks the address for the rest of the window (its own answer stays a 401); one
+        past the limit (counted by another process) returns the seconds left to block."""
         item = self._failure_item
         if item is None:
             return None
@@ -116,7 +117,7 @@ class Throttle:
             now = time.time()
             self._blocked = {a: t for a, t in self._blocked.items() if t > now}
         self._blocked[address] = max(stats.reset_time, time.time() + 1)
-        return self.blocked_for(address)
+        return self.blocked_for(address) if not counted else None
 
     async def aclose(self) -> None:
         if isinstance(self._storage, RedisStorage):
