@@ -111,3 +111,41 @@ def test_serve_on_embedded_defaults_recovers_and_stops(tmp_path: Path) -> None:
     while psutil.pid_exists(pg) and psutil.Process(pg).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "embedded PostgreSQL still running after SIGTERM"
         time.sleep(0.2)
+
+
+def test_apikey_expiry_list_revoke_by_id_or_whole_key_and_account_limits(database_url: str) -> None:
+    import json
+
+    env = clean_env(DATABASE_URL=database_url)
+    assert run("account", "create", "cli-keys", env=env).returncode == 0
+    created = run("apikey", "create", "--account", "cli-keys", "--scope", "payments:read", "--expires-in", "90d",
+                  env=env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    key_id = re.search(r"created key ([0-9a-f-]{36}) \(prefix pd_([a-z0-9]{12})\)", created.stderr).group(1)
+    second = run("apikey", "create", "--account", "cli-keys", "--scope", "admin", env=env).stdout.strip()
+
+    listed = run("apikey", "list", "--account", "cli-keys", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [e["status"] for e in entries] == ["active", "active"]
+    assert entries[0]["id"] == key_id and entries[0]["expires_at"] and entries[1]["expires_at"] is None
+    assert key not in listed.stdout and second not in listed.stdout  # never a secret
+    assert KEY_RE.search(run("apikey", "list", env=env).stdout) is None
+
+    assert run("apikey", "revoke", key_id, env=env).returncode == 0
+    assert run("apikey", "revoke", second, env=env).returncode == 0
+    entries = [json.loads(line) for line in run("apikey", "list", "--account", "cli-keys", "--json",
+                                                env=env).stdout.splitlines()]
+    assert [e["status"] for e in entries] == ["revoked", "revoked"]
+
+    for bad in (["--expires-in", "soon"], ["--expires-at", "2001-01-01T00:00:00Z"],
+                ["--expires-in", "1d", "--expires-at", "2099-01-01"]):
+        refused = run("apikey", "create", "--account", "cli-keys", "--scope", "admin", *bad, env=env)
+        assert refused.returncode != 0 and refused.stdout == "", bad
+
+    assert run("account", "set-limit", "cli-keys", "--rps", "50", env=env).returncode == 0
+    assert run("account", "set-limit", "cli-keys", "--default", env=env).returncode == 0
+    assert run("account", "set-limit", "cli-keys", env=env).returncode != 0  # neither
+    assert run("account", "set-limit", "nobody-here", "--rps", "5", env=env).returncode == 1
+    assert run("apikey", "list", "--account", "nobody-here", env=env).returncode == 1
