@@ -159,7 +159,7 @@ class IdempotencyMiddleware:
                 # A key that may not make this request may not see its answer either
                 # (a stored refund replayed to a key without refunds:write).
                 for needed in claim.required_scopes:
-                    if not principal.allows(keys.Scope(needed)):
+                    if needed not in principal.scopes and keys.Scope.admin.value not in principal.scopes:
                         raise PermissionDenied(f"This API key lacks the `{needed}` scope.", code="missing_scope")
         except PaymentdError as error:
             await send_error(send, error, request_id)
