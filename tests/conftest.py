@@ -3,6 +3,8 @@ Stripe simulator over HTTP, and paymentd itself served by uvicorn on loopback.""
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from paymentd import crypto
 from paymentd.app import SANDBOX_KEY, build_provider, create_app
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
@@ -21,9 +24,15 @@ from tests.support.databases import admin_url, fresh_database
 from tests.support.servers import ThreadedServer
 
 
+# One key-encryption key for every Settings the tests build, in this process and in
+# the processes they start (inherited), so all of them can open the same database's keys.
+os.environ.setdefault("PAYMENTD_ENCRYPTION_KEYS", "tests:" + base64.b64encode(b"paymentd-tests-kek-32-bytes-long").decode())
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with admin_url(tmp_path_factory.mktemp("pg")) as admin, fresh_database(admin) as url:
+        crypto.install(Settings(database_url=url), url)  # tests write and read sealed rows too
         yield url
 
 

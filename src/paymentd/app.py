@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paymentd import __version__, logs
+from paymentd import __version__, crypto, logs
 from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.audit import failures as audit_failures
 from paymentd.audit import signing as audit_signing
@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         if settings.sandbox and not settings.stripe_api_base:
             raise RuntimeError("Sandbox mode needs STRIPE_API_BASE (the simulator); `paymentd serve` starts one.")
         audit_signing.require_configured(settings)  # production signs its audit checkpoints with its own key
+        # Before any row is read or written: the keys that seal personal data (crypto/).
+        # Without a key in production this refuses to start.
+        await asyncio.to_thread(crypto.install, settings)
         database = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.database = database
         # Failed access is counted in this process and written to the audit trail every few seconds.

@@ -24,6 +24,7 @@ import typer
 
 from paymentd.audit import context as audit_context
 from paymentd.audit import signing as audit_signing
+from paymentd import crypto, logs
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings, get_settings
@@ -37,6 +38,8 @@ apikey_app = typer.Typer(help="Create, list and revoke API keys. Rotate: create 
 account_app = typer.Typer(help="Manage accounts (merchants).", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(account_app, name="account")
+keys_app = typer.Typer(help="Encryption keys: rotate, status, retire.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 jobs_app = typer.Typer(help="Inspect the background job queue.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 audit_app = typer.Typer(help="Check, sign and export the audit trail.", no_args_is_help=True)
@@ -246,6 +249,11 @@ def serve(
     from paymentd.tls import server_context
 
     settings = get_settings()
+    try:
+        crypto.key_source(settings)  # production without an encryption key stops here
+    except crypto.KeyConfigError as error:
+        _say(f"refusing to start: {error}")
+        raise typer.Exit(2) from None
     host = host or settings.host
     port = port or settings.port
     certfile = ssl_certfile or settings.ssl_certfile
@@ -314,7 +322,10 @@ def _background(settings: Settings, url: str, work):  # type: ignore[no-untyped-
     from paymentd.jobs.deps import Deps
     from paymentd.jobs.queue import Jobs
 
+    logs.configure(settings.log_level, json=settings.log_json)  # on stderr: stdout is for what scripts read
+
     async def main():  # type: ignore[no-untyped-def]
+        crypto.install(settings, url)
         database = Database(url, pool_size=10)
         provider = build_provider(settings)
         jobs = Jobs(url, reconcile_interval_s=settings.reconcile_interval_s,
@@ -452,6 +463,75 @@ def audit_new_key() -> None:
     from paymentd.audit import signing
 
     typer.echo(signing.pem(Ed25519PrivateKey.generate()), nl=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """A new primary data key; queues the job that re-encrypts every row under it (prints the key id)."""
+    from paymentd.crypto import admin
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        upgrade(url)
+
+        async def work(jobs, deps):  # type: ignore[no-untyped-def]
+            new = await admin.rotate(deps.database)
+            await jobs.defer_reencrypt()
+            return new
+
+        new = _background(settings, url, work)
+    _say(f"new primary key {new}; re-encryption queued (see `paymentd keys status`)")
+    typer.echo(new)
+
+
+@keys_app.command("reencrypt")
+def keys_reencrypt() -> None:
+    """Re-encrypt every row under the primary key now, in this process (what rotate queues)."""
+    from paymentd.crypto import reencrypt
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        result = _background(settings, url, lambda jobs, deps: reencrypt.reencrypt(
+            deps.database, refresh_s=settings.encryption_refresh_s))
+    typer.echo(json.dumps(result))
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """The data keys, and how many rows each protects per table and column (JSON)."""
+    from paymentd.crypto import admin
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        found = _background(settings, url, lambda jobs, deps: admin.status(deps.database))
+    typer.echo(json.dumps({"keys": found.keys, "rows": found.rows}, indent=2))
+
+
+@keys_app.command("retire")
+def keys_retire(key_id: Annotated[str, typer.Argument(help="A data key id (from `keys status`)")]) -> None:
+    """Destroy a data key. Refused while any row is still sealed under it."""
+    from paymentd.crypto import admin
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        try:
+            _background(settings, url, lambda jobs, deps: admin.retire(
+                deps.database, key_id, refresh_s=settings.encryption_refresh_s))
+        except admin.RetireRefused as error:
+            _say(f"refused: {error}")
+            raise typer.Exit(1) from None
+    _say(f"key {key_id} retired")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap() -> None:
+    """Wrap every data key under the first key of PAYMENTD_ENCRYPTION_KEYS (a KEK rotation)."""
+    from paymentd.crypto import admin
+
+    settings = get_settings()
+    with database_url(settings) as url:
+        done = _background(settings, url, lambda jobs, deps: admin.rewrap(deps.database))
+    _say(f"{done} data keys rewrapped")
 
 
 def _demo_key(url: str) -> str:

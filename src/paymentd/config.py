@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     # (jobs/cleanup.py), so a late redelivery is still a duplicate.
     webhook_retention_days: int = Field(30, ge=1, le=3650)
 
+    # Encryption at rest (crypto/). Key-encryption keys, "id:base64-32-bytes" comma-separated,
+    # the first wraps new data keys; unset: a key file created in data_dir (sandbox only).
+    encryption_keys: SecretStr | None = None
+    # How often each process re-reads the data-key table (a rotation is seen this fast).
+    encryption_refresh_s: float = Field(10.0, gt=0)
+
     # A checked API key is trusted this long in each process: revocation takes effect within it.
     auth_cache_s: float = 1.0
     # How often each process writes API keys' `last_used_at` (auth/usage.py): never per request.

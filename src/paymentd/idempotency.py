@@ -22,6 +22,7 @@ from datetime import timedelta
 import asyncpg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paymentd import crypto
 from paymentd.auth import keys
 from paymentd.db import Database
 from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError, PermissionDenied
@@ -86,7 +87,8 @@ class IdempotencyStore:
             )
         if row["state"] == "done":
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
-            return Claim(row["seed"], (row["response_status"], headers, row["response_body"]),
+            body = crypto.keyring().decrypt_bytes(row["response_body"], **_sealed_where(account_id, key))
+            return Claim(row["seed"], (row["response_status"], headers, body),
                          required_scopes=tuple(row["required_scopes"] or ()))
         if row["state"] == "in_flight" and row["live"]:
             raise IdempotencyError(
@@ -116,16 +118,21 @@ class IdempotencyStore:
                 "response_headers = $5::jsonb, response_body = $6, required_scopes = $7 "
                 "WHERE account_id = $1 AND key = $2",
                 account_id, key, "done" if final else "retryable", status if final else None,
-                json.dumps(stored) if final else None, body if final else None,
+                json.dumps(stored) if final else None,
+                # Sealed: a stored payment or user carries emails, names and metadata.
+                crypto.keyring().encrypt_bytes(body, **_sealed_where(account_id, key)) if final else None,
                 sorted(required_scopes) if final else None,
             )
-
 
     async def release(self, account_id: uuid.UUID, key: str) -> None:
         """Forget a claim under which nothing ran (refused before the work): the key is
         as if never used, so the caller may use it with any request."""
         async with self.database.sql_connection() as conn:
             await conn.execute("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2", account_id, key)
+
+
+def _sealed_where(account_id: uuid.UUID, key: str) -> dict[str, str]:
+    return {"table": "idempotency_keys", "column": "response_body", "row_id": f"{account_id}/{key}"}
 
 
 class IdempotencyMiddleware:

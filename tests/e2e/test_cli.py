@@ -24,7 +24,9 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENTD_", "STRIPE_", "DATABASE_URL"))}
+    # The tests' encryption key stays: every process on the session database must open its data keys.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAYMENTD_", "STRIPE_", "DATABASE_URL")) or k == "PAYMENTD_ENCRYPTION_KEYS"}
     return {**env, **extra}
 
 

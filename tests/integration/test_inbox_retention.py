@@ -12,6 +12,8 @@ import uuid
 import httpx
 import pytest
 
+from paymentd import crypto
+from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database
 from paymentd.jobs import cleanup
 from paymentd.webhooks import inbox
@@ -45,7 +47,8 @@ def charge(intent_id: str, charge_id: str) -> dict:
 async def stored_payload(database: Database, event_id: str) -> dict | None:
     async with database.sql_connection() as conn:
         raw = await conn.fetchval("SELECT payload::text FROM webhook_events WHERE id = $1", event_id)
-    return json.loads(raw) if raw is not None else None
+    # The object is sealed at rest (crypto/): opened here, as paymentd reads it.
+    return open_event(crypto.keyring(), json.loads(raw), event_id) if raw is not None else None
 
 
 def assert_nothing_personal(payload: dict) -> None:
@@ -130,6 +133,9 @@ async def test_retention_purges_old_payloads_and_a_purged_event_is_still_a_dupli
         await conn.execute("INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source)"
                            " SELECT $1, type, created, payment_intent_id, payload, source FROM webhook_events"
                            " WHERE id = $2", waiting, old)
+        # Sealed for its own row: a payload copied as is would not open under another id.
+        await conn.execute("UPDATE webhook_events SET payload = $2::jsonb WHERE id = $1", waiting,
+                           json.dumps(seal_event(crypto.keyring(), await stored_payload(database, old), waiting)))
     for event_id in (old, waiting):
         await age(database, event_id, days=31)
     await age(database, recent, days=29)

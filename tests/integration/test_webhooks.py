@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 
 from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
-from paymentd.payments import consistency
+from paymentd.payments import consistency, sql
 from paymentd.payments.models import PaymentEvent
 from paymentd.payments.states import PaymentStatus
 from paymentd.providers.base import ProviderEvent, ProviderPayment, ProviderStatus
@@ -391,7 +391,9 @@ def _snapshot(intent_id: str, status: ProviderStatus, *, amount_received: int) -
 
 async def _payment_state(database: Database, payment_id: uuid.UUID) -> tuple:
     async with database.sql_transaction() as conn:
-        row = await conn.fetchrow("SELECT * FROM payments WHERE id = $1", payment_id)
+        # As paymentd reads it (sealed columns opened): a row inserted in plaintext here
+        # is sealed by its first save, a change of form and not of content.
+        row = sql.fields(await sql.payment(conn, payment_id))
         moved = await conn.fetchval("SELECT count(*) FROM payment_events WHERE payment_id = $1", payment_id)
     return {k: v for k, v in row.items() if k != "updated_at"}, moved
 

@@ -43,7 +43,9 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENTD_", "STRIPE_", "DATABASE_URL", "REDIS_URL"))}
+    # The tests' encryption key stays: every process on the session database must open its data keys.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PAYMENTD_", "STRIPE_", "DATABASE_URL", "REDIS_URL")) or k == "PAYMENTD_ENCRYPTION_KEYS"}
     return {**env, **extra}
 
 

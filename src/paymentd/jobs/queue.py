@@ -33,6 +33,7 @@ RECONCILE = "paymentd.reconcile"
 AUDIT_CHECKPOINT = "paymentd.audit_checkpoint"
 CLEANUP = "paymentd.cleanup"
 SEND_RECEIPTS = "paymentd.send_receipts"
+REENCRYPT = "paymentd.reencrypt"
 RECEIPTS_QUEUE = "receipts"
 
 
@@ -137,6 +138,19 @@ class Jobs:
         )(receipt_jobs.send_receipts)
         self.send_receipts = self.app.periodic(cron=cron_every(receipt_interval_s), periodic_id="receipts")(
             send_receipts)
+
+        # After a key rotation (crypto/reencrypt.py): one at a time, one waiting at most.
+        self.reencrypt = self.app.task(
+            name=REENCRYPT, pass_context=True, lock="reencrypt", queueing_lock="reencrypt",
+            retry=Backoff(max_attempts=max_attempts, base_s=retry_base_s * 5),
+        )(tasks.reencrypt)
+
+    async def defer_reencrypt(self) -> int | None:
+        """Queue the re-encryption job; None if one is already waiting."""
+        try:
+            return await self.reencrypt.defer_async()
+        except procrastinate_exceptions.AlreadyEnqueued:
+            return None
 
     async def open(self) -> None:
         await self.app.open_async()

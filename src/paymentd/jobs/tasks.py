@@ -8,6 +8,7 @@ import time
 
 from procrastinate import JobContext
 
+from paymentd.crypto import reencrypt as reencrypt_module
 from paymentd.jobs import cleanup as cleanup_module
 from paymentd.jobs import reconciler
 from paymentd.jobs.deps import Deps
@@ -56,3 +57,9 @@ async def cleanup(context: JobContext, timestamp: int) -> dict:
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
     return {"idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
             "webhook_events_forgotten": inbox.events_forgotten}
+
+
+async def reencrypt(context: JobContext) -> dict:
+    """After `paymentd keys rotate`: seal every field under the new primary (crypto/reencrypt.py)."""
+    deps = _deps(context)
+    return await reencrypt_module.reencrypt(deps.database, refresh_s=deps.settings.encryption_refresh_s)

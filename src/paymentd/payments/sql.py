@@ -5,7 +5,8 @@ a webhook) and is read back (GET); through the ORM session those statements cost
 three to four times the CPU of the same SQL on the driver, about half of paymentd's
 CPU per payment (bench/results/cpu-per-payment-*.md and its git history). Rows still come
 back as the ORM classes, unattached, so states, sync and the presenters read them
-as ever; everything else keeps the ORM session.
+as ever; everything else keeps the ORM session. Sealed columns (crypto/fields.py) are
+opened as rows are loaded and sealed as they are written, here at the boundary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
 from paymentd.audit.entries import Pending, buffer_of
+from paymentd import crypto
+from paymentd.crypto.fields import comparable, of_table
+from paymentd.crypto.orm import LOADED
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
 from paymentd.payments.repository import OPEN_OUTCOMES
 
@@ -39,13 +43,36 @@ class _Shape:
         self.primary = [column.name for column in table.primary_key.columns]
         self.columns = ", ".join(f'"{name}"' for name in self.key)
         self._inserts: dict[tuple[str, ...], str] = {}
+        self.sealed = {field.column: field for field in of_table(self.table)}
 
     def load(self, row: asyncpg.Record) -> Any:
-        return self.cls(**{self.key[name]: value for name, value in row.items()})
+        values = {self.key[name]: value for name, value in row.items()}
+        if self.sealed:
+            ring, loaded = crypto.keyring(), {}
+            for column, field in self.sealed.items():
+                if (attr := self.key[column]) in values:
+                    stored = values[attr]
+                    values[attr] = field.open(ring, stored, field.row_id(lambda n: row[n]))
+                    loaded[column] = (comparable(field.kind, values[attr]), stored)
+            obj = self.cls(**values)
+            obj.__dict__[LOADED] = loaded
+            return obj
+        return self.cls(**values)
 
     def value(self, obj: object, column: str) -> Any:
         value = getattr(obj, self.key[column])
+        if (field := self.sealed.get(column)) is not None and value is not None:
+            value = self._sealed(obj, field, value)
         return json.dumps(value) if column in self.json and value is not None else value
+
+    def _sealed(self, obj: object, field: Any, value: Any) -> Any:
+        """The stored form: as loaded when unchanged and under the primary key (every
+        save rewrites the row: no new ciphertext per save), else sealed afresh."""
+        ring = crypto.keyring()
+        loaded = obj.__dict__.get(LOADED, {}).get(field.column)
+        if loaded is not None and loaded[0] == comparable(field.kind, value) and ring.is_current(loaded[1]):
+            return loaded[1]
+        return field.seal(ring, value, field.row_id(lambda n: getattr(obj, self.key[n])))
 
     def insert(self, obj: object) -> tuple[str, list[Any]]:
         """An INSERT of the columns set on `obj`; unset ones take the table's defaults."""

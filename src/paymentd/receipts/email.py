@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd import audit
+from paymentd import crypto
 from paymentd.db import Database, RowSink
 from paymentd.logs import log
 from paymentd.payments.models import Payment
@@ -101,7 +102,10 @@ async def enqueue(session: AsyncSession, payment: Payment) -> None:
 
     if payment.receipt_email:
         await session.execute(
-            pg_insert(ReceiptEmail).values(payment_id=payment.id, recipient=payment.receipt_email)
+            pg_insert(ReceiptEmail).values(  # a Core insert: sealed here, not by the ORM hooks
+                payment_id=payment.id,
+                recipient=crypto.keyring().encrypt(payment.receipt_email, table="receipt_emails",
+                                                   column="recipient", row_id=payment.id))
             .on_conflict_do_nothing(index_elements=[ReceiptEmail.payment_id])
         )
 

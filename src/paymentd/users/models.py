@@ -20,6 +20,8 @@ class User(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
     email: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
+    # email and name are sealed (crypto/); this keyed HMAC of the email is what a lookup by email matches.
+    email_index: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(Text)
     provider_customer_id: Mapped[str | None] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -47,6 +47,8 @@ import asyncpg
 from psycopg.types.json import Jsonb
 
 from paymentd.audit import context as audit_context
+from paymentd import crypto
+from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.jobs.deps import Deps
@@ -107,7 +109,7 @@ async def record(jobs: Jobs, event: ProviderEvent, *, source: str, defer: bool =
         "type": event.type,
         "created": event.created,
         "payment_intent_id": event.payment_intent_id,
-        "payload": Jsonb(event_to_json(event)),
+        "payload": Jsonb(seal_event(crypto.keyring(), event_to_json(event), event.id)),
         "source": source,
     }
     # procrastinate's own psycopg pool: its `defer(connection=...)` joins our
@@ -162,7 +164,8 @@ async def _store(conn: asyncpg.Connection, event: ProviderEvent, source: str, ou
         "INSERT INTO webhook_events (id, type, created, payment_intent_id, payload, source, processed_at, outcome)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, CASE WHEN $7::text IS NULL THEN NULL ELSE clock_timestamp() END,"
         " $7) ON CONFLICT (id) DO NOTHING RETURNING id",
-        event.id, event.type, event.created, event.payment_intent_id, json.dumps(event_to_json(event)), source,
+        event.id, event.type, event.created, event.payment_intent_id,
+        json.dumps(seal_event(crypto.keyring(), event_to_json(event), event.id)), source,
         outcome,
     )
     return stored is not None
@@ -291,7 +294,9 @@ async def _lock(conn: asyncpg.Connection, event_id: str) -> _Row:
         raise LookupError(f"no inbox row {event_id}")
     done = (row["outcome"] or APPLIED) if row["processed_at"] is not None else None
     actor = sync.RECONCILER if row["source"] == "reconciler" else sync.WEBHOOK
-    return _Row(done, None if done is not None else event_from_json(row["payload"]), actor)
+    if done is not None:
+        return _Row(done, None, actor)
+    return _Row(done, event_from_json(open_event(crypto.keyring(), row["payload"], event_id)), actor)
 
 
 async def _finish(conn: asyncpg.Connection, event_id: str, outcome: str) -> str:
