@@ -79,6 +79,7 @@ def _run(coro):  # type: ignore[no-untyped-def]
 
 
 async def _with_session(url: str, work):  # type: ignore[no-untyped-def]
+    crypto.install(get_settings(), url)  # audit entries written here seal their personal data
     database = Database(url, pool_size=2)
     try:
         async with database.transaction() as session:
@@ -391,6 +392,7 @@ def jobs_retry(job_id: Annotated[int, typer.Argument(help="Id of a failed job")]
 
 
 async def _with_database(url: str, work):  # type: ignore[no-untyped-def]
+    crypto.install(get_settings(), url)
     database = Database(url, pool_size=2)
     try:
         return await work(database)

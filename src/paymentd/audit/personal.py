@@ -42,13 +42,20 @@ def commit(values: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def seal(entry_key: uuid.UUID, values: dict[str, Any]) -> str:
-    """Encrypt `values` for the entry `entry_key` (its associated data).
-    Until the keyring lands this stores JSON; it is the only place to change."""
-    return json.dumps(values, separators=(",", ":"))
+    """Encrypt `values` for the entry `entry_key` (bound as associated data) with the keyring."""
+    from paymentd import crypto
+
+    return crypto.keyring().encrypt(json.dumps(values, separators=(",", ":")), **_where(entry_key))  # type: ignore[return-value]
 
 
 def unseal(entry_key: uuid.UUID, sealed: str) -> dict[str, Any]:
-    return json.loads(sealed)
+    from paymentd import crypto
+
+    return json.loads(crypto.keyring().decrypt(sealed, **_where(entry_key)))  # type: ignore[arg-type]
+
+
+def _where(entry_key: uuid.UUID) -> dict[str, Any]:
+    return {"table": "audit_entries", "column": "personal", "row_id": entry_key}
 
 
 def opened(entry_key: uuid.UUID, sealed: str | None) -> dict[str, Any] | None:

@@ -99,6 +99,8 @@ FIELDS: list[Field] = [
     Field("webhook_events", "payload", EVENT, (("id", "text"),)),
     # A stored answer replays a payment or user as it was sent: emails, metadata and all.
     Field("idempotency_keys", "response_body", BYTES, (("account_id", "uuid"), ("key", "text"))),
+    # The audit trail's personal data: outside its hash chain, the one column it lets change.
+    Field("audit_entries", "personal", TEXT, _UUID),
 ]
 
 
