@@ -9,11 +9,14 @@ import random
 import sys
 import uuid
 
-from paymentd import audit
+from paymentd import audit, crypto
+from paymentd.config import Settings
 from paymentd.db import Database
 
 
 async def main(url: str, tasks: int, total: int) -> None:
+    # Personal values are sealed under the keyring (PAYMENTD_ENCRYPTION_KEYS from the test's environment).
+    crypto.install(Settings(database_url=url), url)
     database = Database(url, pool_size=tasks)
     left = total
 

@@ -3,15 +3,15 @@
 Existing rows keep their plaintext until the re-encryption job (crypto/reencrypt.py)
 seals them under the primary key; readers accept both meanwhile.
 
-Revision ID: 0007_crypto
-Revises: 0006_audit
+Revision ID: 0009_crypto
+Revises: 0008_auth
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_crypto"
-down_revision = "0006_audit"
+revision = "0009_crypto"
+down_revision = "0008_auth"
 branch_labels = None
 depends_on = None
 

@@ -6,13 +6,13 @@ DELETE and TRUNCATE, for every role including the owner; only a superuser who
 bypasses triggers (session_replication_role=replica) can, and `paymentd audit
 verify` then names what changed.
 
-Revision ID: 0006_audit
+Revision ID: 0007_audit
 Revises: 0006_inbound
 """
 
 from alembic import op
 
-revision = "0006_audit"
+revision = "0007_audit"
 down_revision = "0006_inbound"
 branch_labels = None
 depends_on = None

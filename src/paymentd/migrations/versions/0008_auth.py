@@ -1,16 +1,16 @@
 """API-key hygiene and per-account limits: key expiry, last use, an account's request limit,
 and the scopes a stored Idempotency-Key answer needs to be replayed.
 
-Revision ID: 0006_auth
-Revises: 0006_audit
+Revision ID: 0008_auth
+Revises: 0007_audit
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY
 
-revision = "0006_auth"
-down_revision = "0006_audit"
+revision = "0008_auth"
+down_revision = "0007_audit"
 branch_labels = None
 depends_on = None
 
