@@ -58,8 +58,12 @@ def knobs(hooked: Hooked):  # type: ignore[no-untyped-def]
 
 async def new_payment(api: httpx.AsyncClient, **fields: Any) -> dict:
     user = (await api.post("/api/users", json={"email": "hook@example.com", "name": "Hook"})).json()
-    response = await api.post("/api/payments/create", json={"user_id": user["id"], "amount": "12.50", **fields})
+    # Waits for Stripe's answer however loaded the machine is: the tests read the
+    # PaymentIntent id from this response.
+    response = await api.post("/api/payments/create", json={"user_id": user["id"], "amount": "12.50", **fields},
+                              headers={"Prefer": "wait=10"})
     assert response.status_code == 201, response.text
+    assert response.json()["stripe_payment_intent_id"], response.text
     return response.json()
 
 
