@@ -132,6 +132,15 @@ async def test_rotation_under_load_fails_no_request_and_leaves_nothing_under_the
             for payment_id, note in made[:: max(1, len(made) // 10)]:  # still readable, old key gone
                 got = await client.get(f"/api/payments/{payment_id}")
                 assert got.status_code == 200 and got.json()["description"] == note
+            # Both key operations are in the audit trail, as the operator who ran them.
+            with psycopg.connect(conninfo(database_url)) as conn:
+                audited = conn.execute(
+                    "SELECT action, actor_type, changes FROM audit_entries WHERE object_type = 'encryption_key'"
+                    " AND ((action = 'encryption_key.rotated' AND object_id = %s)"
+                    " OR (action = 'encryption_key.retired' AND object_id = %s)) ORDER BY seq", [new, old]).fetchall()
+            assert [(a, t) for a, t, _ in audited] == [("encryption_key.rotated", "operator"),
+                                                       ("encryption_key.retired", "operator")], audited
+            assert audited[0][2] == {"primary": [old, new]}
     finally:
         server.terminate()
         server.wait(timeout=30)

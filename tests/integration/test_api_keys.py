@@ -118,3 +118,16 @@ async def test_revoke_refuses_a_whole_key_with_a_wrong_secret_and_nonsense(datab
         assert await auth_service.revoke_key(session, "not a key") is None
         assert await auth_service.revoke_key(session, str(uuid.uuid4())) is None
         assert (await session.get(ApiKey, row.id)).revoked_at is None
+
+
+async def test_an_expiry_is_audited_once_by_the_system(database: Database) -> None:
+    row, _, _ = await new_key(database, expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    await asyncio.sleep(1.1)
+    for _ in range(2):  # the hourly cleanup, run twice: one entry
+        async with database.transaction() as session:
+            await auth_service.audit_expired_keys(session)
+    async with database.sql_connection() as conn:
+        entries = await conn.fetch(
+            "SELECT actor_type, account_id FROM audit_entries WHERE action = 'api_key.expired' AND object_id = $1",
+            str(row.id))
+    assert [(e["actor_type"], e["account_id"]) for e in entries] == [("system", row.account_id)]

@@ -102,6 +102,14 @@ async def test_an_inflated_or_foreign_currency_event_is_refused_and_the_payment_
 
     row = await eventually(lambda: closed(database, event_id))
     assert row.outcome.startswith(consistency.REFUSED), row.outcome
+    # In the audit trail, in the refusing transaction, as the event that lied.
+    async with database.sql_connection() as conn:
+        audited = await conn.fetch(
+            "SELECT actor_type, actor_id, outcome, account_id FROM audit_entries"
+            " WHERE action = 'webhook.refused' AND object_id = $1", payment["id"])
+        account_id = await conn.fetchval("SELECT account_id FROM payments WHERE id = $1", uuid.UUID(payment["id"]))
+    assert [(a["actor_type"], a["actor_id"], a["outcome"]) for a in audited] == [("webhook", event_id, "refused")]
+    assert audited[0]["account_id"] == account_id
     # Verified with Stripe (one read of the PaymentIntent), its answer applied, the request closed.
     await eventually(lambda: _not(verification_open(database, payment["id"])))
     assert intent_reads(hooked, pi) > reads_before

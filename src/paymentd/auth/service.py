@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd import audit
@@ -136,6 +136,23 @@ async def revoke_key(session: AsyncSession, ref: str) -> ApiKey | None:
                  changes={"revoked": (False, True)})
     await session.refresh(row)
     return row
+
+
+async def audit_expired_keys(session: AsyncSession) -> int:
+    """An expiry happens by itself, with no request to record it: each key found past
+    its expiry gets its one `api_key.expired` entry (by the `system` actor), in the
+    hourly cleanup. The lock keeps two workers from writing it twice."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('paymentd.api_key.expired'))"))
+    found = (await session.execute(text(
+        "SELECT k.id, k.account_id, k.expires_at FROM api_keys k"
+        " WHERE k.expires_at <= clock_timestamp() AND k.revoked_at IS NULL AND NOT EXISTS ("
+        "   SELECT 1 FROM audit_entries e WHERE e.account_id = k.account_id AND e.object_id = k.id::text"
+        "   AND e.action = 'api_key.expired')"
+    ))).all()
+    for key_id, account_id, expires_at in found:
+        audit.record(session, "api_key.expired", account_id=account_id, object_type="api_key", object_id=key_id,
+                     actor=audit.context.SYSTEM, changes={"expires_at": (None, expires_at)})
+    return len(found)
 
 
 async def list_keys(session: AsyncSession, account_name: str | None = None) -> list[tuple[ApiKey, str]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from paymentd import crypto
+from paymentd import audit, crypto
 from paymentd.crypto import store
 from paymentd.crypto.cipher import PREFIX
 from paymentd.crypto.fields import FIELDS
@@ -29,14 +29,16 @@ async def rotate(database: Database) -> str:
     ring = crypto.keyring()
     dek_id, purpose, kek_id, wrapped = store.new_key(ring.source, store.DATA)
     async with database.sql_transaction() as conn:
-        await conn.execute(
+        old = await conn.fetchval(
             "UPDATE data_keys SET state = 'active', demoted_at = clock_timestamp()"
-            " WHERE purpose = 'data' AND state = 'primary'"
+            " WHERE purpose = 'data' AND state = 'primary' RETURNING id"
         )
         await conn.execute(
             "INSERT INTO data_keys (id, purpose, state, kek_id, wrapped) VALUES ($1, $2, 'primary', $3, $4)",
             dek_id, purpose, kek_id, wrapped,
         )
+        audit.record(conn, "encryption_key.rotated", account_id=None, object_type="encryption_key",
+                     object_id=dek_id, changes={"primary": (old, dek_id)})
     await ring.refresh()
     return dek_id
 
@@ -93,6 +95,8 @@ async def retire(database: Database, dek_id: str, *, refresh_s: float) -> None:
         await conn.execute(
             "UPDATE data_keys SET state = 'retired', wrapped = NULL, retired_at = clock_timestamp() WHERE id = $1",
             dek_id)
+        audit.record(conn, "encryption_key.retired", account_id=None, object_type="encryption_key",
+                     object_id=dek_id, changes={"state": (key["state"], store.RETIRED)})
 
 
 async def rewrap(database: Database) -> int:
@@ -108,5 +112,7 @@ async def rewrap(database: Database) -> int:
             kek_id, wrapped = source.wrap(row["id"], key)
             await conn.execute("UPDATE data_keys SET kek_id = $2, wrapped = $3 WHERE id = $1", row["id"], kek_id,
                                wrapped)
+            audit.record(conn, "encryption_key.rewrapped", account_id=None, object_type="encryption_key",
+                         object_id=row["id"], changes={"kek_id": (row["kek_id"], kek_id)})
             done += 1
     return done

@@ -8,6 +8,7 @@ import time
 
 from procrastinate import JobContext
 
+from paymentd.auth import service as auth_service
 from paymentd.crypto import reencrypt as reencrypt_module
 from paymentd.jobs import cleanup as cleanup_module
 from paymentd.jobs import reconciler
@@ -50,12 +51,14 @@ async def audit_checkpoint(context: JobContext, timestamp: int) -> dict:
 
 async def cleanup(context: JobContext, timestamp: int) -> dict:
     """Hourly: forget expired Idempotency-Keys, webhook payloads past their retention,
-    and old succeeded jobs."""
+    and old succeeded jobs; record the API keys that expired since."""
     deps = _deps(context)
+    async with deps.database.transaction() as session:
+        expired = await auth_service.audit_expired_keys(session)
     deleted = await cleanup_module.delete_expired_idempotency_keys(deps.database, deps.settings.idempotency_ttl_hours)
     inbox = await cleanup_module.purge_webhook_inbox(deps.database, deps.settings.webhook_retention_days)
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
-    return {"idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
+    return {"api_keys_expired": expired, "idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
             "webhook_events_forgotten": inbox.events_forgotten}
 
 

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 from psycopg.types.json import Jsonb
 
+from paymentd import audit, crypto
 from paymentd.audit import context as audit_context
-from paymentd import crypto
 from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
@@ -268,8 +268,14 @@ async def _refuse(
     verification requested, in the caller's transaction (nothing of it was applied)."""
     log.warning("webhook.refused_inconsistent", event_id=event_id, type=event.type, field=inconsistency.field,
                 detail=inconsistency.detail, payment_id=str(payment_id) if payment_id else None)
+    account_id = None
     if payment_id is not None:
         await verification.request(conn, payment_id, inconsistency.outcome, event_id)
+        account_id = await conn.fetchval("SELECT account_id FROM payments WHERE id = $1", payment_id)
+    audit.record(conn, "webhook.refused", account_id=account_id,
+                 object_type="payment" if payment_id else "webhook_event", object_id=payment_id or event_id,
+                 actor=audit.Actor("webhook", event_id), outcome="refused",
+                 changes={"inconsistent": (None, f"{inconsistency.field}: {inconsistency.detail}")})
     return await _finish(conn, event_id, inconsistency.outcome)
 
 
