@@ -106,6 +106,8 @@ def test_every_uuid_form_passes() -> None:
     for _ in range(3000):
         u = uuid.uuid4()
         assert not contains_card_number(str(u))
+        if u.hex.isdigit():
+            continue  # about 1 in 3,000,000: an all-digit run is scanned by design (module docstring)
         assert not contains_card_number(u.hex)
         assert not contains_card_number(u.hex.upper())
     # A known dashless UUID whose leading 13 digits pass Luhn.
