@@ -30,7 +30,7 @@ from paymentd.payments import repository as payments_repository
 from paymentd.payments import consistency, sync
 from paymentd.payments.models import Payment
 from paymentd.payments.states import CHARGE_FINAL, PaymentStatus, can_move
-from paymentd.providers.base import ProviderEvent
+from paymentd.providers.base import ProviderEvent, unix_time
 from paymentd.refunds import repository as refunds_repository
 
 IGNORED_NO_PAYMENT = "ignored: no payment with this PaymentIntent"
@@ -65,16 +65,6 @@ def _id_of(value: Any) -> str | None:
     return None
 
 
-def _time(value: Any) -> datetime | None:
-    """A Unix time; None when absent or out of range (an event is not trusted that far)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    try:
-        return datetime.fromtimestamp(value, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def report_from_object(obj: Mapping[str, Any]) -> DisputeReport:
     """Read the dispute object of a `charge.dispute.*` event.
 
@@ -89,8 +79,8 @@ def report_from_object(obj: Mapping[str, Any]) -> DisputeReport:
         currency=str(obj.get("currency") or "").lower(),
         reason=obj.get("reason"),
         status=str(obj.get("status") or "needs_response"),
-        created=_time(obj.get("created")),
-        evidence_due_by=_time((obj.get("evidence_details") or {}).get("due_by")),
+        created=unix_time(obj.get("created")),
+        evidence_due_by=unix_time((obj.get("evidence_details") or {}).get("due_by")),
     )
 
 

@@ -32,6 +32,7 @@ from paymentd.providers.base import (
     ProviderStatus,
     ProviderUnavailable,
     WebhookSignatureError,
+    unix_time,
 )
 
 __all__ = [
@@ -96,16 +97,6 @@ def _id_of(value: Any) -> str | None:
     return None
 
 
-def _timestamp(value: Any) -> datetime | None:
-    """A Unix time; None when absent or beyond what a datetime holds (a hostile payload)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    try:
-        return datetime.fromtimestamp(value, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def _metadata(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
@@ -144,7 +135,7 @@ def to_payment_method_info(data: Mapping[str, Any]) -> PaymentMethodInfo:
         type=type_,
         card=_card(data.get("card")) if type_ == "card" else None,
         customer=_id_of(data.get("customer")),
-        created=_timestamp(data.get("created")),
+        created=unix_time(data.get("created")),
         label=payment_method_label(type_, details),
     )
 
@@ -271,7 +262,7 @@ def to_provider_event(data: Mapping[str, Any]) -> ProviderEvent:
     return ProviderEvent(
         id=str(data["id"]),
         type=str(data["type"]),
-        created=_timestamp(data.get("created")) or datetime.fromtimestamp(0, tz=UTC),
+        created=unix_time(data.get("created")) or datetime.fromtimestamp(0, tz=UTC),
         object_type=object_type,
         object=neutral,
         livemode=bool(data.get("livemode", False)),
