@@ -9,15 +9,12 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 
 from paymentd.db import Database
 from paymentd.jobs.reconciler import sweep
 from tests.conftest import Hooked
 from tests.integration.test_disputes import charge_of, dispute_shown, paid
 from tests.integration.test_webhooks import confirm, eventually, new_payment, status_of
-
-pytestmark = pytest.mark.asyncio
 
 
 async def audit_rows(database: Database, object_id: str, action: str) -> list:
