@@ -46,10 +46,15 @@ audit_app = typer.Typer(help="Check, sign and export the audit trail.", no_args_
 app.add_typer(audit_app, name="audit")
 
 
+# The long-running processes: their background work is the system's, not whoever started them.
+SERVICES = frozenset({"serve", "worker"})
+
+
 @app.callback()
-def _operator() -> None:
-    """Whatever a command changes is audited as `operator:<OS user>`."""
-    audit_context.act_as(audit_context.Actor("operator", getpass.getuser()))
+def _operator(ctx: typer.Context) -> None:
+    """Whatever a one-off command changes is audited as `operator:<OS user>`."""
+    if ctx.invoked_subcommand not in SERVICES:
+        audit_context.act_as(audit_context.Actor("operator", getpass.getuser()))
 
 DEMO_ACCOUNT = "demo"
 

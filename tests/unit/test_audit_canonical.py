@@ -3,6 +3,7 @@ of it, and both must hash every body alike; times keep microseconds, nothing fin
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -50,7 +51,9 @@ def test_plain_values_are_json_native_and_stable() -> None:
                                                      "at": "2026-01-01T00:00:00.000000Z", "tags": ["a", "b"]}
 
 
-def test_personal_values_leave_the_clear_part_and_their_commitment_checks() -> None:
+def test_personal_values_leave_the_clear_part_and_their_commitment_checks(database_url: str) -> None:
+    # database_url installs the keyring the seal needs (without it the test passed only
+    # when another test in the same process had installed one first).
     clear, private = personal.split({"status": [None, "x"], "email": [None, "ann@example.com"]})
     assert clear == {"status": [None, "x"]} and private == {"email": [None, "ann@example.com"]}
     blob, commitment = personal.commit(private)
@@ -58,3 +61,24 @@ def test_personal_values_leave_the_clear_part_and_their_commitment_checks() -> N
     opened = personal.unseal(key, personal.seal(key, blob))
     assert personal.commitment(opened["salt"], opened["values"]) == commitment
     assert personal.commitment(opened["salt"], {"email": [None, "eve@example.com"]}) != commitment
+
+
+def test_one_off_commands_act_as_the_operator_and_services_as_the_system() -> None:
+    """`serve` and `worker` run background work (receipt emails, checkpoints, re-encryption)
+    that no operator asked for: it must not be recorded under whoever started the process."""
+    import contextvars
+
+    from typer.testing import CliRunner
+
+    from paymentd.audit import context as audit_context
+    from paymentd.cli import app
+
+    def actor_after(*args: str) -> audit_context.Actor | None:
+        isolated = contextvars.copy_context()  # the callback's setting stays out of other tests
+        result = isolated.run(CliRunner().invoke, app, list(args))
+        assert result.exit_code == 0, result.output
+        return isolated.run(audit_context.current).actor
+
+    assert actor_after("audit", "new-key") == audit_context.Actor("operator", getpass.getuser())
+    assert actor_after("serve", "--help") is None
+    assert actor_after("worker", "--help") is None
