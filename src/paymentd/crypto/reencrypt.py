@@ -2,7 +2,8 @@
 or plaintext from before encryption) is sealed again under it, while the API serves.
 
 Keyset pages in primary-key order, each page its own short transaction; rows an API
-request holds are skipped (`SKIP LOCKED`) and caught by the next pass, and the write
+request (or another pass, busy with another column) holds are skipped (`SKIP LOCKED`)
+and caught by the next pass, and the write
 is a compare-and-set on the old value, so a concurrent change is never overwritten.
 Running it twice, or two at once, is harmless; killed, it starts again and the
 filter skips what is done. It ends when a pass finds nothing after every process
