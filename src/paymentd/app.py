@@ -25,6 +25,7 @@ from paymentd.auth.middleware import AccessMiddleware
 from paymentd.auth.throttle import Throttle
 from paymentd.auth.usage import KeyUsage
 from paymentd.config import Settings, get_settings
+from paymentd.dashboard.routes import install_dashboard
 from paymentd.db import Database
 from paymentd.docs import install_docs
 from paymentd.errors import InvalidRequest, NotFound, PaymentdError
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     install_docs(app)
+    install_dashboard(app)
     return app
 
 

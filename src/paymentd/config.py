@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     auth_fail_limit: int = Field(20, ge=0)
     auth_fail_window_s: int = Field(60, ge=1)
 
+    # Dashboard (/dashboard): a session ends after this long without a request, and
+    # in any case this long after sign-in (dashboard/sessions.py).
+    dashboard_idle_s: int = Field(1800, ge=1)
+    dashboard_max_age_s: int = Field(43200, ge=1)
+
     # HTTP.
     host: str = "127.0.0.1"
     port: int = 8000

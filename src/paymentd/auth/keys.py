@@ -22,6 +22,7 @@ class Scope(StrEnum):
     refunds_write = "refunds:write"
     reports_read = "reports:read"
     audit_read = "audit:read"
+    dashboard = "dashboard"  # sign in to /dashboard (dashboard/)
     admin = "admin"
 
 

@@ -59,28 +59,43 @@ class AccessMiddleware:
         if token is None:
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state
-        throttle = getattr(state, "throttle", None)
-        address = client_address(scope)
         try:
-            if throttle is not None and (wait := throttle.blocked_for(address)) is not None:
-                raise _too_many_failures(wait)
-            checked = await state.authenticator.check(token)
-            if not isinstance(checked, Principal):
-                # Failed access goes to the audit trail, aggregated (audit/failures.py).
-                audit_failures.note(SimpleNamespace(scope=scope), 401, token, checked.account_id)
-                wait = await throttle.failed(address) if throttle is not None else None
-                raise _too_many_failures(wait) if wait is not None else refused_key(checked.reason)
-            if throttle is not None:
-                wait = await throttle.account_retry_after(str(checked.account_id), checked.rate_limit_rps)
-                if wait is not None:
-                    raise RateLimited("This account is over its request rate limit; retry after the "
-                                      "time in Retry-After.", code="account_rate_limited", retry_after=wait)
+            checked = await authenticate_key(scope, token)
+            await check_account_limit(scope, checked)
         except PaymentdError as error:
             await send_error(send, error, scope["state"]["request_id"])
             return
         scope["state"]["principal"] = checked
         await self.app(scope, receive, send)
+
+
+async def authenticate_key(scope: Scope, token: str) -> Principal:
+    """The principal of a live key, or the error to answer: 429 while the client's address
+    is blocked for failed authentications, else 401 for a refused key, counted against the
+    address and written to the audit trail (aggregated, audit/failures.py). The dashboard's
+    sign-in goes through here too, so a key guessed there is throttled the same way."""
+    state = scope["app"].state
+    throttle = getattr(state, "throttle", None)
+    address = client_address(scope)
+    if throttle is not None and (wait := throttle.blocked_for(address)) is not None:
+        raise _too_many_failures(wait)
+    checked = await state.authenticator.check(token)
+    if not isinstance(checked, Principal):
+        audit_failures.note(SimpleNamespace(scope=scope), 401, token, checked.account_id)
+        wait = await throttle.failed(address) if throttle is not None else None
+        raise _too_many_failures(wait) if wait is not None else refused_key(checked.reason)
+    return checked
+
+
+async def check_account_limit(scope: Scope, principal: Principal) -> None:
+    """429 when the principal's account is over its inbound request limit."""
+    throttle = getattr(scope["app"].state, "throttle", None)
+    if throttle is None:
+        return
+    wait = await throttle.account_retry_after(str(principal.account_id), principal.rate_limit_rps)
+    if wait is not None:
+        raise RateLimited("This account is over its request rate limit; retry after the "
+                          "time in Retry-After.", code="account_rate_limited", retry_after=wait)
 
 
 def _too_many_failures(wait: int) -> RateLimited:

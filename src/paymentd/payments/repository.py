@@ -59,6 +59,8 @@ class HistoryFilter:
     statuses: tuple[str, ...] = ()
     created_gte: datetime | None = None
     created_lt: datetime | None = None
+    # Any of these users (the dashboard's search by email: several users may share one).
+    user_ids: tuple[uuid.UUID, ...] = ()
 
 
 def encode_cursor(payment: Payment) -> str:
@@ -95,6 +97,8 @@ async def history(
     query = select(Payment).where(Payment.account_id == account_id)
     if where.user_id:
         query = query.where(Payment.user_id == where.user_id)
+    if where.user_ids:
+        query = query.where(Payment.user_id.in_(where.user_ids))
     if where.statuses:
         query = query.where(Payment.status.in_(where.statuses))
     if where.created_gte:
