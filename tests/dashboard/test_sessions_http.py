@@ -216,7 +216,8 @@ async def test_sign_out_ends_the_session(shopper: Shopper, paymentd, database: D
         response = await client.post("/dashboard/logout", data={"csrf": csrf})
         assert response.status_code == 303 and response.headers["location"] == "/dashboard/login?reason=signed_out"
         # The old cookie names nothing now, even if a browser kept it.
-        replay = await client.get("/dashboard", cookies={"paymentd_dashboard": old_cookie})
+        client.cookies.set("paymentd_dashboard", old_cookie)
+        replay = await client.get("/dashboard")
         assert replay.status_code == 303
     ended = await audit_actions(database, shopper.account_id, "dashboard.signed_out")
     assert [e["actor_type"] for e in ended] == ["api_key"]

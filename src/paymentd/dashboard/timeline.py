@@ -43,6 +43,10 @@ async def audit_entries(database: Database, account_id: uuid.UUID, object_ids: l
     return sorted(entries, key=lambda e: e["seq"])
 
 
+def _shown(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
 def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]]) -> list[Item]:
     currency = view.payment.currency
     items: list[Item] = []
@@ -63,7 +67,7 @@ def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]]) ->
                           f"{dispute.status}", dispute.reason or ""))
     for entry in audited:
         actor = entry["actor"]["type"] + (f":{entry['actor']['id']}" if entry["actor"]["id"] else "")
-        changes = ", ".join(f"{k}: {v[0]} → {v[1]}" for k, v in entry["changes"].items()
+        changes = ", ".join(f"{k}: {_shown(v[0])} → {_shown(v[1])}" for k, v in entry["changes"].items()
                             if isinstance(v, list) and len(v) == 2)
         items.append(Item(datetime.fromisoformat(entry["at"]), "audit", f"{entry['action']} ({entry['outcome']})",
                           changes, source=actor))
