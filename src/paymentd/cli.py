@@ -301,6 +301,7 @@ def serve(
             _say(f"SANDBOX MODE: no STRIPE_API_KEY set; using the Stripe simulator at {sim.url}. No money moves.")
         if demo_key:
             _say(f"demo API key (account {DEMO_ACCOUNT!r}, all scopes): {demo_key}")
+            _say(f"dashboard: {scheme}://{host}:{port}/dashboard  (sign in with the demo key)")
         # The worker runs inside each API process (app.py lifespan), so it lives and
         # restarts with them, whatever --workers says.
         _say("background jobs: a worker runs in each API process" if settings.run_worker

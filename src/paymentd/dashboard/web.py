@@ -16,15 +16,13 @@ from paymentd.audit import context as audit_context
 from paymentd.dashboard import sessions
 from paymentd.errors import InvalidRequest, PaymentdError
 from paymentd.money import Money
+from paymentd.security_headers import DASHBOARD_CSP
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 PREFIX = "/dashboard"
 
-# Everything from paymentd itself and nothing inline: no script runs at all today, and
-# 'self' lets a served file add one later without weakening the policy.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = DASHBOARD_CSP
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                    trim_blocks=True, lstrip_blocks=True)
