@@ -287,3 +287,12 @@ async def test_sign_in_redirects_only_inside_the_dashboard(shopper: Shopper, pay
             response = await client.post("/dashboard/login", data={
                 "csrf": csrf_of(login.text), "key": shopper.key, "next": wanted})
             assert response.headers["location"] == landed, wanted
+
+
+async def test_dashboard_requests_count_toward_the_accounts_limit(shopper: Shopper, paymentd,
+                                                                 database: Database) -> None:
+    async with signed_in(paymentd.url, shopper.key) as client:
+        async with database.transaction() as session:
+            await auth_service.set_rate_limit(session, shopper.account, 1)
+        statuses = [(await client.get("/dashboard/keys")).status_code for _ in range(4)]
+        assert statuses[0] == 200 and 429 in statuses

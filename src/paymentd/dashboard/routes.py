@@ -98,6 +98,7 @@ async def login_page(request: Request, reason: str | None = None, next: str | No
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    fields: dict[str, str] = {}
     try:
         fields = await form(request)
         sent, expected = fields.get("csrf", ""), request.cookies.get(cookie_name(request, LOGIN_COOKIE), "")
@@ -115,7 +116,7 @@ async def login(request: Request) -> Response:
         token, _ = await sessions.open_session(request.app.state.database, principal, idle_s=settings.dashboard_idle_s,
                                                max_age_s=settings.dashboard_max_age_s)
     except PaymentdError as error:
-        return _login_page(request, error=error, next_path=locals().get("fields", {}).get("next"))
+        return _login_page(request, error=error, next_path=fields.get("next"))
     response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
     set_cookie(response, request, SESSION_COOKIE, token)
     clear_cookie(response, request, LOGIN_COOKIE)

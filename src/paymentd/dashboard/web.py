@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from paymentd.audit import context as audit_context
+from paymentd.auth.middleware import check_account_limit
 from paymentd.dashboard import sessions
 from paymentd.errors import InvalidRequest, PaymentdError
 from paymentd.money import Money
@@ -109,4 +110,5 @@ async def current_session(request: Request) -> sessions.Session:
         raise SignInRequired(found.reason)
     # Entries the pages' actions write name the key, as the API's do.
     audit_context.act_as(audit_context.Actor("api_key", str(found.principal.api_key_id)))
+    await check_account_limit(request.scope, found.principal)  # the account's request limit counts these too
     return found
