@@ -22,8 +22,8 @@ from paymentd.auth.keys import Scope
 from paymentd.auth.middleware import authenticate_key
 from paymentd.dashboard import charts, overview, search, sessions, timeline
 from paymentd.dashboard.web import (
-    LOGIN_COOKIE, PREFIX, SESSION_COOKIE, STATIC_DIR, SignInRequired, clear_cookie, cookie_name, current_session,
-    form, render, safe_next, set_cookie,
+    LOGIN_COOKIE, PREFIX, SESSION_COOKIE, STATIC_DIR, SignInRequired, clear_cookie, cookie_name, csrf_checked,
+    current_session, form, needs, render, safe_next, set_cookie,
 )
 from paymentd.errors import Conflict, InvalidRequest, NotFound, PaymentdError, PermissionDenied
 from paymentd.payments.repository import encode_cursor
@@ -62,18 +62,6 @@ def install_dashboard(app: FastAPI) -> None:
         if error.reason:
             query += ("&" if query else "?") + f"reason={error.reason}"
         return RedirectResponse(f"{PREFIX}/login{query}", status_code=303)
-
-
-def _csrf_checked(session: sessions.Session, fields: dict[str, str]) -> None:
-    if not session.csrf_ok(fields.get("csrf")):
-        raise PermissionDenied("This form is stale or was not sent by the dashboard (CSRF check failed); "
-                               "reload the page and try again.", code="csrf_failed")
-
-
-def _needs(request: Request, session: sessions.Session, scope: Scope) -> None:
-    if not session.principal.allows(scope):
-        audit_failures.note(request, 403, None, session.principal.account_id)
-        raise PermissionDenied(f"This action needs an API key with the `{scope.value}` scope.", code="missing_scope")
 
 
 def _rid(request: Request) -> str:
@@ -127,7 +115,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = await current_session(request)
     try:
-        _csrf_checked(session, await form(request))
+        csrf_checked(session, await form(request))
     except PaymentdError as error:
         return render(request, "message.html", session=session, error=error)
     await sessions.close(request.app.state.database, session)
@@ -222,8 +210,8 @@ async def _act(request: Request, payment_id: str, done: str, scope: Scope, actio
     session = await current_session(request)
     try:
         fields = await form(request)
-        _csrf_checked(session, fields)
-        _needs(request, session, scope)
+        csrf_checked(session, fields)
+        needs(request, session, scope)
         try:
             parsed = uuid.UUID(payment_id)
         except ValueError:
@@ -303,8 +291,8 @@ async def keys_page(request: Request, done: str = "") -> Response:
 async def revoke_key(request: Request, key_id: str) -> Response:
     session = await current_session(request)
     try:
-        _csrf_checked(session, await form(request))
-        _needs(request, session, Scope.admin)
+        csrf_checked(session, await form(request))
+        needs(request, session, Scope.admin)
         try:
             parsed = uuid.UUID(key_id)
         except ValueError:

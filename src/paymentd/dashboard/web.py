@@ -13,9 +13,11 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from paymentd.audit import context as audit_context
+from paymentd.audit import failures as audit_failures
+from paymentd.auth.keys import Scope
 from paymentd.auth.middleware import check_account_limit
 from paymentd.dashboard import sessions
-from paymentd.errors import InvalidRequest, PaymentdError
+from paymentd.errors import InvalidRequest, PaymentdError, PermissionDenied
 from paymentd.money import Money
 from paymentd.security_headers import DASHBOARD_CSP
 
@@ -112,3 +114,17 @@ async def current_session(request: Request) -> sessions.Session:
     audit_context.act_as(audit_context.Actor("api_key", str(found.principal.api_key_id)))
     await check_account_limit(request.scope, found.principal)  # the account's request limit counts these too
     return found
+
+
+def csrf_checked(session: sessions.Session, fields: dict[str, str]) -> None:
+    """Every POST: the form's token must be its session's (a synchronizer token)."""
+    if not session.csrf_ok(fields.get("csrf")):
+        raise PermissionDenied("This form is stale or was not sent by the dashboard (CSRF check failed); "
+                               "reload the page and try again.", code="csrf_failed")
+
+
+def needs(request: Request, session: sessions.Session, scope: Scope) -> None:
+    """An action needs the scope its API call needs; a refusal is counted like the API's 403."""
+    if not session.principal.allows(scope):
+        audit_failures.note(request, 403, None, session.principal.account_id)
+        raise PermissionDenied(f"This action needs an API key with the `{scope.value}` scope.", code="missing_scope")
