@@ -296,3 +296,20 @@ async def test_dashboard_requests_count_toward_the_accounts_limit(shopper: Shopp
             await auth_service.set_rate_limit(session, shopper.account, 1)
         statuses = [(await client.get("/dashboard/keys")).status_code for _ in range(4)]
         assert statuses[0] == 200 and 429 in statuses
+
+
+async def test_the_payments_list_pages_without_repeats(shopper: Shopper, paymentd) -> None:
+    import re
+
+    user = await shopper.user()
+    made = {(await shopper.payment(user, f"{n + 1}.00", None))["id"] for n in range(27)}
+    async with signed_in(paymentd.url, shopper.key) as client:
+        first = await client.get("/dashboard/payments")
+        ids = re.findall(r'href="/dashboard/payments/([0-9a-f-]{36})"', first.text)
+        assert len(ids) == 25
+        older = re.search(r'rel="next" href="([^"]+)"', first.text)
+        assert older
+        second = await client.get(older.group(1).replace("&amp;", "&"))
+        more = re.findall(r'href="/dashboard/payments/([0-9a-f-]{36})"', second.text)
+        assert len(more) == 2 and 'rel="next"' not in second.text
+        assert set(ids) | set(more) == made and not set(ids) & set(more)
