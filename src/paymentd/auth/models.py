@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, ForeignKey, Integer, Text, func, text
+from sqlalchemy import ARRAY, BigInteger, Boolean, DateTime, ForeignKey, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,12 @@ class Account(Base):
     receipt_seq: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     # Inbound requests per second; None: the configured default; 0: no limit (auth/throttle.py).
     rate_limit_rps: Mapped[int | None] = mapped_column(Integer)
+    # Fraud settings (fraud/settings.py): refund an actionable early fraud warning's payment
+    # at once; how long a review may wait for a person, and what the deadline then does
+    # (NULL: the configured default).
+    auto_refund_early_fraud_warnings: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    review_deadline_hours: Mapped[int | None] = mapped_column(Integer)
+    review_deadline_action: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

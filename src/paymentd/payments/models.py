@@ -62,6 +62,15 @@ class Payment(Base):
     payment_method_details: Mapped[dict | None] = mapped_column(JSONB)
     receipt_number: Mapped[str | None] = mapped_column(Text)
     attempt_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The processor's fraud verdict on the latest attempt (API.md "Fraud": `risk`); NULL until one came.
+    risk_level: Mapped[str | None] = mapped_column(Text)
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    risk_outcome: Mapped[str | None] = mapped_column(Text)
+    # Ids of paymentd's own fraud rules that fired on it (written by the rules, fraud/).
+    risk_rules: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    # The payment's review as API.md shows it ({id, status, reason, opened_at, closed_at}),
+    # kept by fraud/reviews.py alone beside the `reviews` row, so no read needs a join.
+    review: Mapped[dict | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
 
@@ -82,6 +91,11 @@ class PaymentAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(Text)
     decline_code: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The processor's fraud verdict on this attempt's charge, when it reported one.
+    risk_level: Mapped[str | None] = mapped_column(Text)
+    risk_score: Mapped[int | None] = mapped_column(Integer)
+    risk_outcome: Mapped[str | None] = mapped_column(Text)
+    risk_reason: Mapped[str | None] = mapped_column(Text)
     # The Idempotency-Key seed of the request that opened it: a re-run resumes it.
     request_seed: Mapped[uuid.UUID | None] = mapped_column(UUID)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())

@@ -12,6 +12,7 @@ from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.disputes.schemas import present_dispute
+from paymentd.fraud.schemas import present_risk, present_review
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
 from paymentd.payments import service as payments
@@ -65,6 +66,8 @@ def present(payment: Payment) -> PaymentOut:
         next_action=payment.next_action,
         last_payment_error=payment.last_payment_error,
         receipt_number=payment.receipt_number,
+        risk=present_risk(payment),
+        review=present_review(payment),
         created_at=payment.created_at,
         updated_at=payment.updated_at,
     )

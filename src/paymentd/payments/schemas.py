@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, IPvAnyAddress
 
 from paymentd.disputes.schemas import DisputeOut
+from paymentd.fraud.schemas import EarlyFraudWarningOut, ReviewOut, RiskOut
 from paymentd.schemas import (
     Amount,
     Currency,
@@ -100,6 +101,9 @@ class PaymentOut(BaseModel):
     next_action: dict[str, Any] | None
     last_payment_error: dict[str, Any] | None
     receipt_number: str | None
+    # API.md "Fraud": the fraud verdict (null before any attempt) and the manual review.
+    risk: RiskOut | None = None
+    review: ReviewOut | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -109,6 +113,8 @@ class PaymentDetailOut(PaymentOut):
     events: list[PaymentEventOut]
     # Added to API.md's object: the payment's disputes (chargebacks), oldest first.
     disputes: list[DisputeOut] = []
+    # Added to API.md's object: issuers' early fraud warnings about it, oldest first.
+    early_fraud_warnings: list[EarlyFraudWarningOut] = []
 
 
 class PaymentPage(BaseModel):

@@ -23,6 +23,7 @@ from paymentd import audit
 from paymentd.auth.service import Principal
 from paymentd.db import Database, retry_store
 from paymentd.disputes.models import Dispute
+from paymentd.fraud import reviews
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.instants import utc_instant
 from paymentd.logs import log
@@ -118,6 +119,7 @@ class PaymentService:
             amount_received=0,
             amount_refunded=0,
             attempt_count=0,
+            risk_rules=[],
             created_at=now,
             updated_at=now,
         )
@@ -327,6 +329,8 @@ class PaymentService:
             attempt.decline_code = declined.decline_code
             attempt.error_message = declined.message
             attempt.finished_at = datetime.now(UTC)
+            for column, value in sync.attempt_risk(declined.payment.risk if declined.payment else None).items():
+                setattr(attempt, column, value)
         log.info("payment.declined", payment_id=str(payment_id), decline_code=declined.decline_code, attempt=number)
 
     async def _end_attempt(
@@ -424,6 +428,7 @@ class PaymentService:
                              object_id=payment.id, actor=actor.audit(), changes=audit.diff(before, after))
             if (outcome := sync.confirmed_outcome(intent)) is not None:
                 await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
+            await reviews.note_processor_review(conn, payment, intent, actor.audit())
         return payment
 
     async def _answer(

@@ -176,14 +176,21 @@ async def close_open_attempts(
     error_code: str | None = None,
     decline_code: str | None = None,
     error_message: str | None = None,
+    risk_level: str | None = None,
+    risk_score: int | None = None,
+    risk_outcome: str | None = None,
+    risk_reason: str | None = None,
 ) -> None:
-    """Every open attempt takes `outcome`, and the error where one is given, in one statement."""
+    """Every open attempt takes `outcome`, and the error and Radar's verdict where given, in one statement."""
     await conn.execute(
         "UPDATE payment_attempts SET outcome = $2, finished_at = clock_timestamp(),"
         " error_code = COALESCE($3, error_code), decline_code = COALESCE($4, decline_code),"
-        " error_message = COALESCE($5, error_message)"
+        " error_message = COALESCE($5, error_message), risk_level = COALESCE($7, risk_level),"
+        " risk_score = COALESCE($8, risk_score), risk_outcome = COALESCE($9, risk_outcome),"
+        " risk_reason = COALESCE($10, risk_reason)"
         " WHERE payment_id = $1 AND outcome = ANY($6::text[])",
         payment_id, outcome, error_code, decline_code, error_message, OPEN_OUTCOMES,
+        risk_level, risk_score, risk_outcome, risk_reason,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymentd import audit
 from paymentd.audit import context as audit_context
 from paymentd.db import Database, RowSink, driver_of
+from paymentd.fraud import reviews
 from paymentd.logs import log
 from paymentd.payments import consistency, repository, sql
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
@@ -28,6 +29,7 @@ from paymentd.providers.base import (
     ProviderError,
     ProviderPayment,
     ProviderStatus,
+    RiskAssessment,
 )
 from paymentd.receipts.email import note_status_move
 
@@ -87,6 +89,8 @@ def apply_provider_payment(session: RowSink, payment: Payment, intent: ProviderP
         payment.payment_method = intent.payment_method
     if intent.payment_method_details is not None:
         payment.payment_method_details = method_details(intent.payment_method_details)
+    if intent.risk is not None:
+        record_risk(payment, intent.risk)
     if intent.last_error is not None:
         payment.last_payment_error = asdict(intent.last_error)
     elif intent.status in (ProviderStatus.succeeded, ProviderStatus.requires_capture, ProviderStatus.processing):
@@ -94,6 +98,11 @@ def apply_provider_payment(session: RowSink, payment: Payment, intent: ProviderP
     if target != current:
         move(session, payment, target, actor)
     return True
+
+
+def record_risk(payment: Payment, risk: RiskAssessment) -> None:
+    """The processor's verdict on the latest attempt, onto the payment (API.md `risk`)."""
+    payment.risk_level, payment.risk_score, payment.risk_outcome = risk.level, risk.score, risk.outcome
 
 
 def move(session: RowSink, payment: Payment, target: PaymentStatus, actor: Actor) -> None:
@@ -126,17 +135,30 @@ class AttemptOutcome:
     error_code: str | None = None
     decline_code: str | None = None
     error_message: str | None = None
+    risk_level: str | None = None
+    risk_score: int | None = None
+    risk_outcome: str | None = None
+    risk_reason: str | None = None
+
+
+def attempt_risk(risk: RiskAssessment | None) -> dict[str, object]:
+    """An attempt's risk columns from the processor's verdict (all None when it gave none)."""
+    if risk is None:
+        return {"risk_level": None, "risk_score": None, "risk_outcome": None, "risk_reason": None}
+    return {"risk_level": risk.level, "risk_score": risk.score, "risk_outcome": risk.outcome,
+            "risk_reason": risk.reason}
 
 
 def confirmed_outcome(intent: ProviderPayment) -> AttemptOutcome | None:
-    """The outcome of the confirmation Stripe reports; None while it shows none
-    (never confirmed, or a status we cannot read)."""
+    """The outcome of the confirmation Stripe reports, with Radar's verdict when the
+    report carries it; None while it shows none (never confirmed, or a status we cannot read)."""
     if intent.status is ProviderStatus.unknown or _never_confirmed(intent):
         return None
+    risk = attempt_risk(intent.risk)
     if intent.status is not ProviderStatus.requires_payment_method:
-        return AttemptOutcome(intent.status.value)
+        return AttemptOutcome(intent.status.value, **risk)
     error = intent.last_error
-    return AttemptOutcome("failed", error.code, error.decline_code, error.message)
+    return AttemptOutcome("failed", error.code, error.decline_code, error.message, **risk)
 
 
 def _never_confirmed(intent: ProviderPayment) -> bool:
@@ -215,7 +237,8 @@ async def refresh(
             log.error("payment.processor_inconsistent", payment_id=str(payment_id), source=actor.source,
                       field=inconsistency.field, detail=inconsistency.detail)
             return False
-        apply_provider_payment(session, payment, intent, actor)
+        if apply_provider_payment(session, payment, intent, actor):
+            await reviews.note_processor_review(session, payment, intent, actor.audit())
         await settle_open_attempts(session, payment, intent, abandon_before=abandon_before)
     return True
 

@@ -21,12 +21,15 @@ __all__ = [
     "ProviderDeclined",
     "ProviderError",
     "ProviderEvent",
+    "ProviderFraudWarning",
     "ProviderIdempotencyError",
     "ProviderInvalidRequest",
     "ProviderPayment",
     "ProviderRefund",
+    "ProviderReview",
     "ProviderStatus",
     "ProviderUnavailable",
+    "RiskAssessment",
     "UnavailableKind",
     "WebhookSignatureError",
 ]
@@ -78,6 +81,30 @@ class PaymentError:
     type: str | None
 
 
+# The processor's fraud verdict, in paymentd's words (API.md "Fraud").
+RISK_LEVELS = ("normal", "elevated", "highest", "not_assessed", "unknown")
+RISK_OUTCOMES = ("authorized", "manual_review", "issuer_declined", "blocked")
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    """What the processor's fraud screening made of one charge attempt.
+
+    `level` is one of RISK_LEVELS (anything else the processor says becomes `unknown`),
+    `score` 0-100 or None (not every processor account scores), `outcome` one of
+    RISK_OUTCOMES or None, `reason`/`rule` the processor's own words for why."""
+
+    level: str
+    score: int | None
+    outcome: str | None
+    reason: str | None = None
+    rule: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.outcome == "blocked"
+
+
 @dataclass(frozen=True)
 class ProviderPayment:
     id: str
@@ -99,6 +126,38 @@ class ProviderPayment:
     payment_method_details: PaymentMethodInfo | None
     customer: str | None
     metadata: dict[str, str]
+    # The fraud verdict on the latest charge, when the processor reported it (the
+    # charge expanded); None when unknown, which never erases a verdict already recorded.
+    risk: RiskAssessment | None = None
+    # The processor's open manual review of the payment, if any (its id).
+    review: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderReview:
+    """A processor's manual review of a payment (Radar's review): opened by its rules,
+    closed by an approval here or there, a refund, a cancel or a dispute."""
+
+    id: str
+    payment_id: str | None  # the processor's payment (PaymentIntent) id
+    open: bool
+    opened_reason: str | None
+    # approved | refunded | refunded_as_fraud | disputed | redacted | canceled ...; None while open
+    closed_reason: str | None
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class ProviderFraudWarning:
+    """An issuer's early fraud warning about a captured charge (Radar's early_fraud_warning).
+    `actionable` while the charge is neither refunded in full nor disputed."""
+
+    id: str
+    payment_id: str | None
+    charge: str | None
+    fraud_type: str
+    actionable: bool
+    created: datetime | None
 
 
 @dataclass(frozen=True)
@@ -131,7 +190,7 @@ class ProviderEvent:
     # Neutral where we know the object (payment intents, refunds); otherwise the fields
     # of the processor's object that paymentd reads, and nothing more (never the
     # customer's name, email, address or card fingerprint: the inbox stores this).
-    object: ProviderPayment | ProviderRefund | dict[str, Any]
+    object: ProviderPayment | ProviderRefund | ProviderReview | ProviderFraudWarning | dict[str, Any]
     livemode: bool
     # For payment, charge, refund and dispute events: the payment they concern.
     payment_intent_id: str | None
@@ -187,14 +246,18 @@ class ProviderDeclined(ProviderError):
         *,
         decline_code: str | None = None,
         payment: ProviderPayment | None = None,
+        charge: str | None = None,
         code: str | None = None,
         request_id: str | None = None,
         http_status: int | None = None,
     ) -> None:
         super().__init__(message, code=code, request_id=request_id, http_status=http_status)
         self.decline_code = decline_code
-        # The payment as it stands after the decline (usually requires_payment_method).
+        # The payment as it stands after the decline (usually requires_payment_method),
+        # with the processor's fraud verdict on the failed charge when it could be read.
         self.payment = payment
+        # The processor's id of the failed charge, when it made one.
+        self.charge = charge
 
 
 class ProviderInvalidRequest(ProviderError):
@@ -302,6 +365,10 @@ class PaymentProvider(Protocol):
     ) -> ProviderPayment: ...
 
     async def retrieve_payment(self, payment_id: str) -> ProviderPayment: ...
+
+    async def approve_review(self, review_id: str, *, idempotency_key: str) -> ProviderReview: ...
+
+    async def retrieve_review(self, review_id: str) -> ProviderReview: ...
 
     async def create_refund(
         self,

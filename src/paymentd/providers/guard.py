@@ -14,6 +14,7 @@ from paymentd.providers.base import (
     ProviderEvent,
     ProviderPayment,
     ProviderRefund,
+    ProviderReview,
 )
 from paymentd.providers.breaker import CircuitBreaker
 from paymentd.providers.limiter import (
@@ -46,6 +47,8 @@ _ENDPOINTS = {
     "capture_payment": f"POST {_PI}/{{id}}/capture",
     "cancel_payment": f"POST {_PI}/{{id}}/cancel",
     "retrieve_payment": f"GET {_PI}/{{id}}",
+    "approve_review": "POST /v1/reviews/{id}/approve",
+    "retrieve_review": "GET /v1/reviews/{id}",
     "create_refund": "POST /v1/refunds",
     "retrieve_refund": "GET /v1/refunds/{id}",
     "retrieve_payment_method": "GET /v1/payment_methods/{id}",
@@ -158,6 +161,14 @@ class GuardedProvider:
         return await self._guarded(
             "retrieve_payment", lambda: self.inner.retrieve_payment(payment_id)
         )
+
+    # -- Radar
+
+    async def approve_review(self, review_id: str, **kwargs: Any) -> ProviderReview:
+        return await self._guarded("approve_review", lambda: self.inner.approve_review(review_id, **kwargs))
+
+    async def retrieve_review(self, review_id: str) -> ProviderReview:
+        return await self._guarded("retrieve_review", lambda: self.inner.retrieve_review(review_id))
 
     # -- refunds
 

@@ -7,6 +7,7 @@ neutral types of `providers.base` with plain-dict functions, maps SDK errors, an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -27,10 +28,15 @@ from paymentd.providers.base import (
     ProviderEvent,
     ProviderIdempotencyError,
     ProviderInvalidRequest,
+    ProviderFraudWarning,
     ProviderPayment,
     ProviderRefund,
+    ProviderReview,
     ProviderStatus,
     ProviderUnavailable,
+    RISK_LEVELS,
+    RISK_OUTCOMES,
+    RiskAssessment,
     WebhookSignatureError,
     unix_time,
 )
@@ -45,12 +51,16 @@ __all__ = [
     "to_provider_event",
     "to_provider_payment",
     "to_provider_refund",
+    "to_provider_review",
+    "to_fraud_warning",
+    "to_risk",
 ]
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 # Every call that returns a PaymentIntent expands its latest charge, so receipts get the
-# card brand/last4 from `latest_charge.payment_method_details` without a second call.
+# card brand/last4 from `latest_charge.payment_method_details`, and Radar's verdict comes
+# from `latest_charge.outcome`, without a second call.
 # (`payment_method_details` is part of the charge itself, so it needs no expand of its own;
 # Stripe refuses to "expand" a field that is not expandable.)
 _PI_EXPAND = ["latest_charge"]
@@ -175,6 +185,27 @@ def _status(value: Any) -> ProviderStatus:
         return ProviderStatus.unknown
 
 
+def to_risk(charge: Mapping[str, Any]) -> RiskAssessment | None:
+    """Radar's verdict from a charge's `outcome`; None when the charge has none (yet).
+    Values Stripe may add later become `unknown` (level) or None (outcome: e.g. `invalid`,
+    a request Stripe refused before Radar looked), never an error."""
+    outcome = charge.get("outcome")
+    if not isinstance(outcome, Mapping):
+        return None
+    level = outcome.get("risk_level")
+    score = outcome.get("risk_score")
+    kind = outcome.get("type")
+    reason, rule = outcome.get("reason"), outcome.get("rule")
+    return RiskAssessment(
+        level=level if level in RISK_LEVELS else "unknown",
+        score=score if isinstance(score, int) and not isinstance(score, bool) and 0 <= score <= 100 else None,
+        outcome=kind if kind in RISK_OUTCOMES else None,
+        reason=reason[:200] if isinstance(reason, str) else None,
+        # `rule` is a Radar rule id, or (older API versions) the rule object
+        rule=(_id_of(rule) or "")[:200] or None,
+    )
+
+
 def to_provider_payment(data: Mapping[str, Any]) -> ProviderPayment:
     """A Stripe `payment_intent` object; `latest_charge` and `payment_method` may be expanded."""
     latest_charge = data.get("latest_charge")
@@ -203,7 +234,37 @@ def to_provider_payment(data: Mapping[str, Any]) -> ProviderPayment:
         payment_method_details=details,
         customer=_id_of(data.get("customer")),
         metadata=_metadata(data.get("metadata")),
+        risk=to_risk(latest_charge) if isinstance(latest_charge, Mapping) else None,
+        review=_id_of(data.get("review")),
     )
+
+
+def to_provider_review(data: Mapping[str, Any]) -> ProviderReview:
+    """A Stripe `review` object (Radar's manual review queue)."""
+    return ProviderReview(
+        id=str(data["id"]),
+        payment_id=_id_of(data.get("payment_intent")),
+        open=bool(data.get("open")),
+        opened_reason=_text(data.get("opened_reason")),
+        closed_reason=_text(data.get("closed_reason")),
+        created=unix_time(data.get("created")),
+    )
+
+
+def to_fraud_warning(data: Mapping[str, Any]) -> ProviderFraudWarning:
+    """A Stripe `radar.early_fraud_warning` object."""
+    return ProviderFraudWarning(
+        id=str(data["id"]),
+        payment_id=_id_of(data.get("payment_intent")),
+        charge=_id_of(data.get("charge")),
+        fraud_type=_text(data.get("fraud_type")) or "misc",
+        actionable=data.get("actionable") is True,
+        created=unix_time(data.get("created")),
+    )
+
+
+def _text(value: Any, limit: int = 100) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
 
 
 def to_provider_refund(data: Mapping[str, Any]) -> ProviderRefund:
@@ -251,10 +312,13 @@ def to_provider_event(data: Mapping[str, Any]) -> ProviderEvent:
     and is otherwise minimized to the fields paymentd reads."""
     obj = (data.get("data") or {}).get("object") or {}
     object_type = str(obj.get("object") or "")
-    neutral: ProviderPayment | ProviderRefund | dict[str, Any]
+    neutral: ProviderPayment | ProviderRefund | ProviderReview | ProviderFraudWarning | dict[str, Any]
     if object_type == "payment_intent":
         neutral = to_provider_payment(obj)
         payment_intent_id: str | None = neutral.id
+    elif object_type in ("review", "radar.early_fraud_warning"):
+        neutral = to_provider_review(obj) if object_type == "review" else to_fraud_warning(obj)
+        payment_intent_id = neutral.payment_id
     else:
         neutral = to_provider_refund(obj) if object_type == "refund" else minimized(obj)
         # charge.*, refund.*, charge.dispute.*: all carry the payment intent they concern.
@@ -316,6 +380,7 @@ def map_stripe_error(exc: stripe.StripeError) -> ProviderError:
             message,
             decline_code=err.get("decline_code"),
             payment=_declined_payment(err.get("payment_intent")),
+            charge=_id_of(err.get("charge")),
             **common,
         )
     if isinstance(exc, stripe.APIConnectionError):
@@ -543,7 +608,25 @@ class StripeProvider:
              "mandate_data": _mandate_data(mandate)}
         )
         path = _path("/v1/payment_intents/{}/confirm", payment_id)
-        return to_provider_payment(await self._call("post", path, params, idempotency_key=idempotency_key))
+        try:
+            return to_provider_payment(await self._call("post", path, params, idempotency_key=idempotency_key))
+        except ProviderDeclined as declined:
+            await self._with_declined_risk(declined)
+            raise
+
+    async def _with_declined_risk(self, declined: ProviderDeclined) -> None:
+        """A decline's embedded PaymentIntent never has its charge expanded, so Radar's
+        verdict (a block, an issuer decline's score) is read from the failed charge: one
+        more call, on declines only, and skipped when it fails (the decline stands)."""
+        charge_id = declined.charge or (declined.payment.latest_charge if declined.payment else None)
+        if declined.payment is None or charge_id is None:
+            return
+        try:
+            charge = await self._call("get", _path("/v1/charges/{}", charge_id))
+        except ProviderError:
+            return
+        if _id_of(charge.get("payment_intent")) == declined.payment.id:
+            declined.payment = dataclasses.replace(declined.payment, risk=to_risk(charge))
 
     async def capture_payment(
         self, payment_id: str, *, amount: int | None, idempotency_key: str
@@ -562,6 +645,16 @@ class StripeProvider:
     async def retrieve_payment(self, payment_id: str) -> ProviderPayment:
         path = _path("/v1/payment_intents/{}", payment_id)
         return to_provider_payment(await self._call("get", path, {"expand": _PI_EXPAND}))
+
+    # -- Radar
+
+    async def approve_review(self, review_id: str, *, idempotency_key: str) -> ProviderReview:
+        """Approve Radar's review (an already closed one is ProviderInvalidRequest)."""
+        path = _path("/v1/reviews/{}/approve", review_id)
+        return to_provider_review(await self._call("post", path, idempotency_key=idempotency_key))
+
+    async def retrieve_review(self, review_id: str) -> ProviderReview:
+        return to_provider_review(await self._call("get", _path("/v1/reviews/{}", review_id)))
 
     # -- refunds
 

@@ -5,6 +5,7 @@ no client secret, customer, metadata beyond paymentd's own id, nor anything pers
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,12 @@ from paymentd.providers.base import (
     PaymentError,
     PaymentMethodInfo,
     ProviderEvent,
+    ProviderFraudWarning,
     ProviderPayment,
     ProviderRefund,
+    ProviderReview,
     ProviderStatus,
+    RiskAssessment,
 )
 
 # The metadata key paymentd puts on every PaymentIntent it creates (payments.service).
@@ -83,6 +87,8 @@ def payment_to_json(payment: ProviderPayment) -> dict[str, Any]:
         "payment_method_details": _method(payment.payment_method_details),
         # The merchant's metadata may hold anything; only paymentd's own id is read (consistency).
         "metadata": {k: v for k, v in payment.metadata.items() if k == OUR_ID_KEY},
+        "risk": asdict(payment.risk) if payment.risk else None,
+        "review": payment.review,
     }
 
 
@@ -109,6 +115,8 @@ def payment_from_json(data: dict[str, Any]) -> ProviderPayment:
         payment_method_details=_parse_method(data.get("payment_method_details")),
         customer=None,
         metadata=data.get("metadata") or {},
+        risk=RiskAssessment(**data["risk"]) if data.get("risk") else None,
+        review=data.get("review"),
     )
 
 
@@ -126,6 +134,9 @@ def event_to_json(event: ProviderEvent) -> dict[str, Any]:
             "failure_reason": obj.failure_reason,
             "reason": obj.reason,
         }
+    elif isinstance(obj, ProviderReview | ProviderFraudWarning):
+        kind = "review" if isinstance(obj, ProviderReview) else "fraud_warning"
+        body = {**asdict(obj), "created": _time(obj.created)}
     else:
         kind, body = "raw", dict(obj)
     return {
@@ -143,11 +154,14 @@ def event_to_json(event: ProviderEvent) -> dict[str, Any]:
 
 def event_from_json(data: dict[str, Any]) -> ProviderEvent:
     kind, body = data["object_kind"], data["object"]
-    obj: ProviderPayment | ProviderRefund | dict[str, Any]
+    obj: ProviderPayment | ProviderRefund | ProviderReview | ProviderFraudWarning | dict[str, Any]
     if kind == "payment":
         obj = payment_from_json(body)
     elif kind == "refund":
         obj = ProviderRefund(**body)
+    elif kind in ("review", "fraud_warning"):
+        cls = ProviderReview if kind == "review" else ProviderFraudWarning
+        obj = cls(**{**body, "created": _parse_time(body.get("created"))})
     else:
         obj = body
     created = _parse_time(data["created"])

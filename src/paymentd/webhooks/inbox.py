@@ -51,6 +51,7 @@ from paymentd.audit import context as audit_context
 from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
+from paymentd.fraud import reviews
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import consistency, sql, sync, verification
@@ -391,6 +392,7 @@ async def _apply_payment(
             await sql.save(conn, payment, batch)
         if (settled := sync.confirmed_outcome(intent)) is not None:
             await sql.close_open_attempts(conn, payment.id, **asdict(settled))
+        await reviews.note_processor_review(conn, payment, intent, actor.audit())
         outcome = APPLIED_VERIFIED if verified else APPLIED
     log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome, payment_id=str(payment.id))
     return await _finish(conn, event_id, outcome)

@@ -1,0 +1,1 @@
+"""Fraud: the processor's verdict on payments (Radar), manual reviews, early fraud warnings."""
