@@ -41,6 +41,8 @@ from paymentd.providers.guard import build_guarded_provider
 from paymentd.providers.stripe import StripeProvider
 from paymentd.receipts.routes import router as receipts_router
 from paymentd.refunds.routes import router as refunds_router
+from paymentd.fraud.routes import router as reviews_router
+from paymentd.fraud.service import ReviewService
 from paymentd.refunds.service import RefundService
 from paymentd.reports.routes import router as reports_router
 from paymentd.users.payment_methods_routes import router as payment_methods_router
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         )
         # Shares the payments' background tasks, so shutdown drains refunds in flight too.
         app.state.refunds = RefundService(database, app.state.provider, app.state.payments.background)
+        app.state.reviews = ReviewService(database, app.state.payments, app.state.refunds)
         if settings.sandbox:
             log.warning("SANDBOX MODE: no STRIPE_API_KEY; payments go to the Stripe simulator, no money moves",
                         stripe_api_base=settings.stripe_api_base)
@@ -157,6 +160,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(reports_router)
     app.include_router(payment_methods_router)
     app.include_router(audit_router)
+    app.include_router(reviews_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     install_docs(app)

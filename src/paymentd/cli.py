@@ -239,6 +239,39 @@ def account_set_limit(
                                   else "no limit" if rps == 0 else f"{rps} requests/s"))
 
 
+@account_app.command("set-fraud")
+def account_set_fraud(
+    name: Annotated[str, typer.Argument(help="Account name")],
+    review_deadline_hours: Annotated[int | None, typer.Option(
+        min=1, max=720, help="Hours a review of an uncaptured payment waits for a person (default 144)")] = None,
+    review_deadline_action: Annotated[str | None, typer.Option(
+        help="What the deadline does: approve or deny (default deny)")] = None,
+    auto_refund_warnings: Annotated[bool | None, typer.Option(
+        "--auto-refund-warnings/--no-auto-refund-warnings",
+        help="Refund a payment in full when an actionable early fraud warning arrives (default on)")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Back to paymentd's defaults")] = False,
+) -> None:
+    """Set an account's fraud settings (reviews' deadline, early fraud warning refunds)."""
+    from paymentd.fraud import settings as fraud_settings
+
+    keep = fraud_settings.KEEP
+    if review_deadline_action not in (None, "approve", "deny"):
+        raise typer.BadParameter("--review-deadline-action is approve or deny")
+    values = {"review_deadline_hours": None, "review_deadline_action": None,
+              "auto_refund_early_fraud_warnings": True} if default else {
+        "review_deadline_hours": keep if review_deadline_hours is None else review_deadline_hours,
+        "review_deadline_action": keep if review_deadline_action is None else review_deadline_action,
+        "auto_refund_early_fraud_warnings": keep if auto_refund_warnings is None else auto_refund_warnings}
+    settings = get_settings()
+    with database_url(settings) as url:
+        try:
+            changed = _run(_with_session(url, lambda s: fraud_settings.update(s, name, **values)))
+        except LookupError:
+            _say(f"no account named {name!r}")
+            raise typer.Exit(1) from None
+    _say(f"account {name!r}: " + (", ".join(f"{k} {b} -> {a}" for k, (b, a) in changed.items()) or "unchanged"))
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,

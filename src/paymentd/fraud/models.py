@@ -38,6 +38,9 @@ class Review(Base):
     # Why it closed: approved, denied, deadline_approved, deadline_denied, or the
     # processor's own closing (processor_approved, processor_refunded, ...).
     closed_reason: Mapped[str | None] = mapped_column(Text)
+    # The decision under way (approve | deny) while the processor moves the money; claimed
+    # first, so two deciders (a person, the deadline) can never both act.
+    decision: Mapped[str | None] = mapped_column(Text)
     # When the deadline job decides it if nobody has (NULL: no authorization to lose).
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())

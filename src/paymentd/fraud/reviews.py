@@ -31,8 +31,8 @@ from paymentd.providers.base import ProviderPayment
 # opened there gets no deadline (it waits for a person).
 CAPTURED = frozenset({PaymentStatus.succeeded, PaymentStatus.partially_refunded, PaymentStatus.refunded,
                       PaymentStatus.disputed})
-_COLUMNS = "id, account_id, payment_id, source, status, reason, stripe_review_id, closed_reason, deadline_at," \
-           " opened_at, closed_at"
+COLUMNS = "id, account_id, payment_id, source, status, reason, stripe_review_id, closed_reason, decision," \
+           " deadline_at, opened_at, closed_at"
 Source = Literal["rule", "radar"]
 
 
@@ -71,12 +71,12 @@ async def open_review(
         deadline = datetime.now(UTC) + timedelta(hours=hours)
     record = await conn.fetchrow(
         f"INSERT INTO reviews (account_id, payment_id, source, reason, stripe_review_id, deadline_at)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payment_id, source) DO NOTHING RETURNING {_COLUMNS}",
+        f" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (payment_id, source) DO NOTHING RETURNING {COLUMNS}",
         payment.account_id, payment.id, source, reason[:200], stripe_review_id, deadline,
     )
     if record is None:
         existing = _row(await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM reviews WHERE payment_id = $1 AND source = $2", payment.id, source))
+            f"SELECT {COLUMNS} FROM reviews WHERE payment_id = $1 AND source = $2", payment.id, source))
         if stripe_review_id and existing.stripe_review_id is None:
             await conn.execute("UPDATE reviews SET stripe_review_id = $2 WHERE id = $1", existing.id, stripe_review_id)
             existing.stripe_review_id = stripe_review_id
@@ -127,14 +127,14 @@ async def close(
 async def of_payment(sink: AsyncSession | asyncpg.Connection, payment_id: uuid.UUID) -> list[Review]:
     """The payment's reviews, open ones first."""
     conn = await _conn(sink)
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM reviews WHERE payment_id = $1"
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM reviews WHERE payment_id = $1"
                             " ORDER BY status = 'open' DESC, opened_at DESC, id DESC", payment_id)
     return [_row(r) for r in rows]
 
 
 async def by_processor_id(sink: AsyncSession | asyncpg.Connection, stripe_review_id: str) -> Review | None:
     conn = await _conn(sink)
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM reviews WHERE stripe_review_id = $1", stripe_review_id)
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM reviews WHERE stripe_review_id = $1", stripe_review_id)
     return _row(row) if row is not None else None
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from paymentd.fraud.models import EarlyFraudWarning
 from paymentd.payments.models import Payment
 
 
@@ -58,6 +59,12 @@ def present_risk(payment: Payment) -> RiskOut | None:
     # No verdict from the processor (yet, or ever: blocked before it): not assessed.
     return RiskOut(level=payment.risk_level or "not_assessed", score=payment.risk_score,
                    outcome=payment.risk_outcome, rules=rules)
+
+
+def present_warning(warning: EarlyFraudWarning) -> EarlyFraudWarningOut:
+    return EarlyFraudWarningOut(id=warning.provider_warning_id, fraud_type=warning.fraud_type,
+                                actionable=warning.actionable, created_at=warning.created_at,
+                                refund_id=warning.refund_id)
 
 
 def present_review(payment: Payment) -> ReviewOut | None:

@@ -18,10 +18,22 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from paymentd import audit
 
 DEFAULT_REVIEW_DEADLINE_HOURS = 144
 DEFAULT_REVIEW_DEADLINE_ACTION = "deny"
 DEADLINE_ACTIONS = ("approve", "deny")
+MAX_REVIEW_DEADLINE_HOURS = 720  # as the accounts table's check
+
+
+class _Keep:
+    """An unchanged setting (None means: back to the default)."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -46,3 +58,37 @@ async def of_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> FraudSe
 
 async def review_deadline_hours(conn: asyncpg.Connection, account_id: uuid.UUID) -> int:
     return (await of_account(conn, account_id)).review_deadline_hours
+
+
+async def update(
+    session: AsyncSession,
+    account_name: str,
+    *,
+    review_deadline_hours: int | None | _Keep = KEEP,
+    review_deadline_action: str | None | _Keep = KEEP,
+    auto_refund_early_fraud_warnings: bool | _Keep = KEEP,
+) -> dict[str, tuple[object, object]]:
+    """Change an account's fraud settings (None: back to the default); audited
+    `account.fraud_settings_changed` by whoever acts (the operator, from the CLI).
+    Returns what changed. Raises ValueError for values out of range, LookupError for no account."""
+    from paymentd.auth.models import Account
+
+    if not isinstance(review_deadline_hours, _Keep) and review_deadline_hours is not None \
+            and not 1 <= review_deadline_hours <= MAX_REVIEW_DEADLINE_HOURS:
+        raise ValueError(f"the review deadline must be 1 to {MAX_REVIEW_DEADLINE_HOURS} hours")
+    if not isinstance(review_deadline_action, _Keep) and review_deadline_action not in (None, *DEADLINE_ACTIONS):
+        raise ValueError("the deadline action is approve or deny")
+    account = await session.scalar(select(Account).where(Account.name == account_name).with_for_update())
+    if account is None:
+        raise LookupError(account_name)
+    wanted = {"review_deadline_hours": review_deadline_hours, "review_deadline_action": review_deadline_action,
+              "auto_refund_early_fraud_warnings": auto_refund_early_fraud_warnings}
+    changes = {}
+    for name, value in wanted.items():
+        if not isinstance(value, _Keep) and getattr(account, name) != value:
+            changes[name] = (getattr(account, name), value)
+            setattr(account, name, value)
+    if changes:
+        audit.record(session, "account.fraud_settings_changed", account_id=account.id, object_type="account",
+                     object_id=account.id, changes=changes)
+    return changes

@@ -34,6 +34,7 @@ AUDIT_CHECKPOINT = "paymentd.audit_checkpoint"
 CLEANUP = "paymentd.cleanup"
 SEND_RECEIPTS = "paymentd.send_receipts"
 REENCRYPT = "paymentd.reencrypt"
+REVIEW_DEADLINES = "paymentd.review_deadlines"
 RECEIPTS_QUEUE = "receipts"
 
 
@@ -138,6 +139,13 @@ class Jobs:
         )(receipt_jobs.send_receipts)
         self.send_receipts = self.app.periodic(cron=cron_every(receipt_interval_s), periodic_id="receipts")(
             send_receipts)
+
+        # Reviews past their deadline (fraud/deadlines.py): every five minutes, one run at a time.
+        deadlines = self.app.task(
+            name=REVIEW_DEADLINES, pass_context=True, lock="review-deadlines", queueing_lock="review-deadlines",
+            retry=Backoff(max_attempts=3, base_s=retry_base_s),
+        )(tasks.review_deadlines)
+        self.review_deadlines = self.app.periodic(cron="*/5 * * * *", periodic_id="review-deadlines")(deadlines)
 
         # After a key rotation (crypto/reencrypt.py): one at a time, one waiting at most.
         self.reencrypt = self.app.task(

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text
 
 from paymentd.audit import context as audit_context
+from paymentd.fraud.events import FRAUD_EVENT_TYPES
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import sync, verification
@@ -39,8 +40,9 @@ from paymentd.webhooks import inbox
 from paymentd.webhooks.models import WebhookEvent
 
 EVENTS_MARK = "stripe_events"
-# The events that can change a payment, its refunds or its disputes, as the inbox
-# applies them (Stripe takes at most 20 types; these are 16).
+# The events that can change a payment, its refunds, disputes, reviews or fraud warnings,
+# as the inbox applies them (Stripe takes at most 20 types; these are 20: a new one needs
+# a second listing).
 PAYMENT_EVENT_TYPES = (
     "payment_intent.amount_capturable_updated",
     "payment_intent.canceled",
@@ -51,6 +53,7 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.succeeded",
     *sorted(inbox.REFUND_EVENT_TYPES),
     *sorted(inbox.DISPUTE_EVENT_TYPES),
+    *sorted(FRAUD_EVENT_TYPES),
 )
 # No mark yet (a new installation): look back this far.
 FIRST_LOOKBACK = timedelta(hours=24)

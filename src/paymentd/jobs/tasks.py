@@ -62,6 +62,14 @@ async def cleanup(context: JobContext, timestamp: int) -> dict:
             "webhook_events_forgotten": inbox.events_forgotten}
 
 
+async def review_deadlines(context: JobContext, timestamp: int) -> dict:
+    """Periodic: decide the reviews nobody decided by their deadline (fraud/deadlines.py)."""
+    from paymentd.fraud import deadlines
+
+    with outbound_deadline(time.monotonic() + JOB_STRIPE_WAIT_S):
+        return (await deadlines.decide_due(_deps(context))).as_dict()
+
+
 async def reencrypt(context: JobContext) -> dict:
     """After `paymentd keys rotate`: seal every field under the new primary (crypto/reencrypt.py)."""
     deps = _deps(context)

@@ -106,6 +106,23 @@ def of_dispute(payment: Payment, *, intent_id: str | None, amount: int, currency
     return _money(payment, amount, currency, "dispute amount")
 
 
+def of_review(payment: Payment, *, intent_id: str | None) -> Inconsistency | None:
+    """A processor's review of this payment."""
+    if intent_id and payment.stripe_payment_intent_id and intent_id != payment.stripe_payment_intent_id:
+        return Inconsistency("payment_intent", f"review of {intent_id} reported for this payment")
+    return None
+
+
+def of_fraud_warning(payment: Payment, *, intent_id: str | None) -> Inconsistency | None:
+    """An issuer's warning about this payment, which it can only send about money that moved:
+    a payment canceled without a capture was never charged."""
+    if intent_id and payment.stripe_payment_intent_id and intent_id != payment.stripe_payment_intent_id:
+        return Inconsistency("payment_intent", f"warning about {intent_id} reported for this payment")
+    if payment.status == "canceled" and payment.amount_received == 0:
+        return Inconsistency("status", "a fraud warning about a payment that was never captured")
+    return None
+
+
 def _money(payment: Payment, amount: int, currency: str, field: str, *, exact: bool = False) -> Inconsistency | None:
     if currency.lower() != payment.currency.lower():
         return Inconsistency("currency", f"{currency or 'none'} reported, the payment is in {payment.currency}")

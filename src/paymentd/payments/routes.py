@@ -12,7 +12,7 @@ from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.disputes.schemas import present_dispute
-from paymentd.fraud.schemas import present_risk, present_review
+from paymentd.fraud.schemas import present_risk, present_review, present_warning
 from paymentd.http import ExactJSONRoute
 from paymentd.money import Money
 from paymentd.payments import service as payments
@@ -155,4 +155,5 @@ async def get_payment(
         refunds=[present_refund(r).model_dump(mode="json") for r in view.refunds],
         events=[present_event(e) for e in view.events],
         disputes=[present_dispute(d) for d in view.disputes],
+        early_fraud_warnings=[present_warning(w) for w in view.early_fraud_warnings],
     )

@@ -24,6 +24,7 @@ from paymentd.auth.service import Principal
 from paymentd.db import Database, retry_store
 from paymentd.disputes.models import Dispute
 from paymentd.fraud import reviews
+from paymentd.fraud.models import EarlyFraudWarning
 from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.instants import utc_instant
 from paymentd.logs import log
@@ -76,6 +77,7 @@ class PaymentView:
     refunds: Sequence[Refund]
     disputes: Sequence[Dispute]
     busy: bool  # a confirm of ours is in flight: Stripe's answer will be recorded by it
+    early_fraud_warnings: Sequence[EarlyFraudWarning] = ()
 
 
 class PaymentService:
@@ -364,7 +366,10 @@ class PaymentService:
 
     # ------------------------------------------------------------------ capture / cancel
 
-    async def capture(self, principal: Principal, data: PaymentCapture, request_id: str, *, wait_s: float) -> Outcome:
+    async def capture(
+        self, principal: Principal, data: PaymentCapture, request_id: str, *, wait_s: float, actor: Actor | None = None
+    ) -> Outcome:
+        """`actor`: who acts when it is not the caller's key (a review's deadline)."""
         deadline = self.background.deadline(wait_s)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
@@ -383,17 +388,19 @@ class PaymentService:
             amount=amount,
             idempotency_key=stripe_key(payment.id, "capture", amount or "full"),
         )
-        actor = _api_actor(principal, request_id)
+        actor = actor or _api_actor(principal, request_id)
         task = self.background.spawn(self._apply_when_done(payment.id, call, actor, "payment.captured"))
         return await self._answer(task, payment.id, deadline, actor, pending_status=PaymentStatus.processing)
 
-    async def cancel(self, principal: Principal, data: PaymentCancel, request_id: str, *, wait_s: float) -> Outcome:
+    async def cancel(
+        self, principal: Principal, data: PaymentCancel, request_id: str, *, wait_s: float, actor: Actor | None = None
+    ) -> Outcome:
         deadline = self.background.deadline(wait_s)
         async with self.database.transaction() as session:
             payment = await self._locked(session, principal, data.payment_id)
             if payment.status not in CANCELABLE:
                 raise _invalid_state(payment, "canceled")
-        actor = _api_actor(principal, request_id)
+        actor = actor or _api_actor(principal, request_id)
         task = self.background.spawn(self._apply_when_done(
             payment.id, self._cancel_at_stripe(payment, data.reason), actor, "payment.canceled"))
         # A cancel in flight shows the payment as it stands, not as processing.
@@ -492,6 +499,9 @@ class PaymentService:
                 refunds=await sql.of_payment(conn, Refund, payment.id, order="created_at, id"),
                 disputes=await sql.of_payment(conn, Dispute, payment.id, order="created_at, id"),
                 busy=payment.status in REFRESH_ON_READ and await sql.open_attempt(conn, payment.id) is not None,
+                # Issuers warn only about captured money: no query for the others.
+                early_fraud_warnings=await sql.of_payment(conn, EarlyFraudWarning, payment.id, order="created_at, id")
+                if payment.amount_received else (),
             )
 
     async def history(

@@ -44,10 +44,15 @@ class Actor:
     source: str  # api | webhook | reconciler
     api_key_id: uuid.UUID | None = None
     request_id: str | None = None
+    # The audit trail's actor when it is not the source's own (paymentd's own background
+    # decisions, e.g. a review's deadline: source reconciler, audited as system).
+    audit_as: audit.Actor | None = None
 
     def audit(self) -> audit.Actor:
         """The audit trail's actor: the API key, the webhook's event (from the job's
         context), or the reconciler."""
+        if self.audit_as is not None:
+            return self.audit_as
         if self.source == "api":
             return audit.Actor("api_key", str(self.api_key_id) if self.api_key_id else None)
         if self.source == "webhook":

@@ -79,10 +79,12 @@ class RefundService:
         self.background = background or Background()
 
     async def create(
-        self, principal: Principal, data: RefundCreate, request_id: str, *, seed: uuid.UUID | None, wait_s: float
+        self, principal: Principal, data: RefundCreate, request_id: str, *, seed: uuid.UUID | None, wait_s: float,
+        actor: Actor | None = None,
     ) -> RefundOutcome:
+        """`actor`: who acts when it is not the caller's key (a review denied by its deadline)."""
         deadline = self.background.deadline(wait_s)
-        actor = Actor("api", principal.api_key_id, request_id)
+        actor = actor or Actor("api", principal.api_key_id, request_id)
         refund_id = uuid.uuid5(seed, "refund") if seed else uuid.uuid4()
         async with self.database.transaction() as session:
             payment = await payments_repository.get(session, principal.account_id, data.payment_id, lock=True)
@@ -101,6 +103,22 @@ class RefundService:
             return RefundOutcome(sent, accepted=sent.status == PENDING and sent.provider_refund_id is None)
         log.info("refund.accepted", refund_id=str(refund.id), payment_id=str(refund.payment_id))
         return RefundOutcome(refund, accepted=True)
+
+    async def send(self, refund_id: uuid.UUID, actor: Actor) -> Refund | None:
+        """Send a refund reserved elsewhere (an early fraud warning's, in the event's own
+        transaction) and record Stripe's answer; None when it is sent already. A failure
+        leaves it pending for the reconciler, which re-sends the same keyed create."""
+        async with self.database.transaction() as session:
+            refund = await session.get(Refund, refund_id)
+            if refund is None or refund.status != PENDING or refund.provider_refund_id is not None:
+                return None
+            payment = await payments_repository.get_by_id(session, refund.payment_id)
+            intent_id = payment.stripe_payment_intent_id
+        try:
+            return await self._send(refund, intent_id, actor)
+        except PaymentdError as error:
+            log.info("refund.send_failed", refund_id=str(refund_id), code=getattr(error, "code", None))
+            return None
 
     async def _send(self, refund: Refund, intent_id: str | None, actor: Actor) -> Refund:
         """Create the refund at Stripe and record the answer; runs to the end even
@@ -150,6 +168,12 @@ class RefundService:
                 row.failure_reason = error.code or "processor_refused"
                 row.updated_at = datetime.now(UTC)
                 _status_changed(session, row, PENDING, None)
+
+
+async def reserve(session: AsyncSession, payment: Payment, *, reason: str, refund_id: uuid.UUID) -> Refund:
+    """Reserve a refund of everything left of the payment (Conflict when nothing is left or it
+    is not refundable), to be sent after the caller's transaction commits (`RefundService.send`)."""
+    return await _reserve(session, payment, RefundCreate(payment_id=payment.id, reason=reason), refund_id, None)
 
 
 async def _reserve(

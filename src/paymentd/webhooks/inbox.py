@@ -22,9 +22,10 @@ for the PaymentIntent as it is now and applies that. Event timestamps are not us
 order: Stripe's `created` has one-second resolution, and the API path (whose
 knowledge is not timestamped) moves payments too.
 
-Refund events (REFUND_EVENT_TYPES) are applied through `refunds.service` and dispute
-events (DISPUTE_EVENT_TYPES) through `disputes.service`, each in the transaction that
-marks the row processed; both only ever move their objects forward, so a stale
+Refund events (REFUND_EVENT_TYPES) are applied through `refunds.service`, dispute
+events (DISPUTE_EVENT_TYPES) through `disputes.service`, and Radar's reviews and early
+fraud warnings (fraud.events.FRAUD_EVENT_TYPES) through `fraud.events`, each in the
+transaction that marks the row processed; both only ever move their objects forward, so a stale
 snapshot is harmless there and Stripe is not asked again.
 
 Trust. A signature proves who sent an event, not that it is right. Every event is
@@ -51,7 +52,9 @@ from paymentd.audit import context as audit_context
 from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database, driver_of
 from paymentd.disputes import service as disputes
+from paymentd.fraud import events as fraud_events
 from paymentd.fraud import reviews
+from paymentd.fraud.events import FRAUD_EVENT_TYPES
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import consistency, sql, sync, verification
@@ -60,6 +63,7 @@ from paymentd.payments.states import PaymentStatus, can_move, is_final_for_charg
 from paymentd.providers.base import (
     ProviderError,
     ProviderEvent,
+    ProviderFraudWarning,
     ProviderPayment,
     ProviderRefund,
     ProviderStatus,
@@ -185,7 +189,7 @@ async def _judge(conn: asyncpg.Connection, event: ProviderEvent, origin: consist
     payment as committed now; no outcome when it may change something, or only the job
     can tell (Stripe to ask, a payment not committed yet, refunds and disputes, and an
     inconsistent event: the job refuses it and has its payment verified)."""
-    if event.type in REFUND_EVENT_TYPES or event.type in DISPUTE_EVENT_TYPES:
+    if event.type in REFUND_EVENT_TYPES or event.type in DISPUTE_EVENT_TYPES or event.type in FRAUD_EVENT_TYPES:
         return _Judged(None)
     if consistency.of_origin(event, origin) is not None:
         return _Judged(None)
@@ -416,7 +420,11 @@ async def _apply_other(deps: Deps, event_id: str, event: ProviderEvent, actor: s
     """Refund and dispute events, through their services' ORM sessions; anything else is
     ignored. A service that finds the report inconsistent rolls back and it is refused."""
     try:
-        return await _apply_by_service(deps, event_id, event, actor)
+        outcome = await _apply_by_service(deps, event_id, event, actor)
+        if event.type in fraud_events.WARNING_EVENT_TYPES and isinstance(event.object, ProviderFraudWarning):
+            # Committed: the refund the warning reserved (if any) goes to Stripe now.
+            await fraud_events.send_warning_refund(deps.database, deps.provider, event.object.id, actor)
+        return outcome
     except consistency.InconsistentReport as refused:
         async with deps.database.sql_transaction() as conn:
             row = await _lock(conn, event_id)
@@ -436,6 +444,11 @@ async def _apply_by_service(deps: Deps, event_id: str, event: ProviderEvent, act
         elif event.type in DISPUTE_EVENT_TYPES:
             # Raises DisputeNotYetApplicable while the payment is not captured here yet.
             outcome = await disputes.apply_dispute_event(session, event, actor)
+        elif event.type in fraud_events.REVIEW_EVENT_TYPES:
+            outcome = await fraud_events.apply_review_event(session, event, actor)
+        elif event.type in fraud_events.WARNING_EVENT_TYPES:
+            # Raises WarningNotYetApplicable while the payment is not captured here yet.
+            outcome = await fraud_events.apply_warning_event(session, event, actor)
         else:
             outcome = IGNORED_NOT_PAYMENT
         log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome)

@@ -46,6 +46,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("stripe_review_id", sa.Text, unique=True),
         sa.Column("closed_reason", sa.Text),
+        # The decision being carried out (money moving at the processor) before it closes.
+        sa.Column("decision", sa.Text),
         sa.Column("deadline_at", sa.DateTime(timezone=True)),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("closed_at", sa.DateTime(timezone=True)),
@@ -53,6 +55,7 @@ def upgrade() -> None:
         sa.CheckConstraint("source IN ('rule', 'radar')", name="review_source_valid"),
         sa.CheckConstraint("status IN ('open', 'approved', 'denied')", name="review_status_valid"),
         sa.CheckConstraint("(status = 'open') = (closed_at IS NULL)", name="review_closed_has_time"),
+        sa.CheckConstraint("decision IS NULL OR decision IN ('approve', 'deny')", name="review_decision_valid"),
     )
     # The review list (newest first, keyset-paged) and the deadline job's scan.
     op.create_index("reviews_account_status_opened", "reviews", ["account_id", "status", "opened_at", "id"])
