@@ -1,16 +1,16 @@
 """Fraud (issue 13): Radar's verdict on payments and attempts, the rule ids that fired,
 manual reviews, early fraud warnings, and each account's fraud settings.
 
-Revision ID: 0010_fraud_reviews
-Revises: 0009_crypto
+Revision ID: 0011_fraud_reviews
+Revises: 0010_dashboard
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-revision = "0010_fraud_reviews"
-down_revision = "0009_crypto"
+revision = "0011_fraud_reviews"
+down_revision = "0010_dashboard"
 branch_labels = None
 depends_on = None
 
