@@ -20,7 +20,7 @@ from paymentd.audit import failures as audit_failures
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.auth.middleware import authenticate_key
-from paymentd.dashboard import charts, overview, search, sessions, timeline
+from paymentd.dashboard import charts, fraud, overview, search, sessions, timeline
 from paymentd.dashboard.web import (
     LOGIN_COOKIE, PREFIX, SESSION_COOKIE, STATIC_DIR, SignInRequired, clear_cookie, cookie_name, csrf_checked,
     current_session, form, needs, render, safe_next, set_cookie,
@@ -47,6 +47,8 @@ SIGNED_OUT = {
 DONE = {
     "refund": "Refund requested.", "capture": "Payment captured.", "cancel": "Payment canceled.",
     "revoked": "API key revoked.",
+    "approved": "Review approved: the payment is captured.",
+    "denied": "Review denied: the payment is canceled, or refunded as fraudulent.",
 }
 REFUNDABLE = {PaymentStatus.succeeded, PaymentStatus.partially_refunded}
 _FORM_SEED = uuid.UUID("6d1f0c52-77a8-4d7e-9d55-0f0c6a4d1e11")
@@ -55,6 +57,7 @@ _FORM_SEED = uuid.UUID("6d1f0c52-77a8-4d7e-9d55-0f0c6a4d1e11")
 def install_dashboard(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(router)
+    app.include_router(fraud.router)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, error: SignInRequired) -> Response:
@@ -144,7 +147,9 @@ async def overview_page(request: Request, days: str = "30") -> Response:
 
 
 async def _overview_extras(request: Request, session: sessions.Session) -> dict[str, Any]:
-    return {}
+    """Figures of the other slices: open reviews (fraud/)."""
+    reviews = await fraud.open_reviews(request.app.state.database, session.principal.account_id)
+    return {"stats": [("Open reviews", reviews, "open-reviews")]}
 
 
 @router.get("/payments")
@@ -178,13 +183,15 @@ async def _payment_context(request: Request, session: sessions.Session, payment_
     view = await request.app.state.payments.get(session.principal, parsed)
     tried = await timeline.attempts(database, parsed)
     audited = await timeline.audit_entries(database, session.principal.account_id,
-                                           [str(parsed), *(str(r.id) for r in view.refunds)])
+                                           [str(parsed), *(str(r.id) for r in view.refunds),
+                                            *([str(view.payment.review["id"])] if view.payment.review else [])])
     payment = view.payment
     return {
         "view": view, "p": payment, "items": timeline.build(view, tried, audited),
         "can_capture": payment.status == PaymentStatus.requires_capture,
         "can_cancel": payment.status in CANCELABLE,
         "can_refund": payment.status in REFUNDABLE and payment.amount_received > payment.amount_refunded,
+        "can_decide": session.principal.allows(Scope.payments_write),
         "form_id": uuid.uuid4().hex,
     }
 

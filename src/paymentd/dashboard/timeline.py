@@ -30,7 +30,8 @@ class Item:
 async def attempts(database: Database, payment_id: uuid.UUID) -> list[Any]:
     async with database.sql_connection() as conn:
         return list(await conn.fetch(
-            "SELECT number, payment_method, outcome, error_code, decline_code, error_message, created_at, finished_at"
+            "SELECT number, payment_method, outcome, error_code, decline_code, error_message, created_at, finished_at,"
+            " risk_level, risk_score, risk_outcome, risk_reason"
             " FROM payment_attempts WHERE payment_id = $1 ORDER BY number", payment_id))
 
 
@@ -54,8 +55,11 @@ def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]]) ->
         title = f"{event.from_status or 'created'} → {event.to_status}" if event.from_status else f"created as {event.to_status}"
         items.append(Item(event.created_at, "status", title, source=event.source))
     for attempt in tried:
+        radar = (f"Radar: {attempt['risk_outcome'] or '?'}, risk {attempt['risk_level']}"
+                 + (f" {attempt['risk_score']}" if attempt["risk_score"] is not None else "")
+                 + (f" ({attempt['risk_reason']})" if attempt["risk_reason"] else "")) if attempt["risk_level"] else None
         detail = " · ".join(str(x) for x in (attempt["payment_method"], attempt["decline_code"] or attempt["error_code"],
-                                              attempt["error_message"]) if x)
+                                              attempt["error_message"], radar) if x)
         items.append(Item(attempt["created_at"], "attempt", f"attempt {attempt['number']}: {attempt['outcome']}", detail))
     for refund in view.refunds:
         items.append(Item(refund.created_at, "refund",
