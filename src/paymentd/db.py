@@ -61,18 +61,22 @@ class Database:
             async_creator=lambda: asyncpg.connect(dsn),
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.audit_heads = audit_writer.Heads()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One ORM unit of work. Audit entries recorded in it are sealed last, just
         before COMMIT (audit/writer.py); an exception leaves neither change nor entry."""
         async with self.sessions() as session:
+            head = None
             try:
                 async with session.begin():
                     yield session
                     if entries := audit_buffers.take_session_buffer(session):
                         await session.flush()  # the changes first: a failing flush takes no chain head
-                        await audit_writer.seal(await driver_of(session), entries)
+                        head = await audit_writer.seal(await driver_of(session), entries, self.audit_heads)
+                if head is not None:  # committed
+                    self.audit_heads.give_back(head)
             finally:
                 if (joined := session.info.pop(_JOINED_DRIVER, None)) is not None:
                     audit_buffers.close_buffer(joined)
@@ -84,10 +88,13 @@ class Database:
         cost more CPU than the statements."""
         async with self.sql_connection() as driver:
             entries = audit_buffers.open_buffer(driver)
+            head = None
             try:
                 async with driver.transaction():
                     yield driver
-                    await audit_writer.seal(driver, entries)  # last, just before COMMIT
+                    head = await audit_writer.seal(driver, entries, self.audit_heads)  # last, just before COMMIT
+                if head is not None:  # committed
+                    self.audit_heads.give_back(head)
             finally:
                 audit_buffers.close_buffer(driver)
 
