@@ -32,6 +32,7 @@ import argparse
 import datetime as dt
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,8 +89,8 @@ def measure(src: Path | None, args: argparse.Namespace) -> tuple[float, float]:
     db_name = f"paymentd_cpu_{uuid.uuid4().hex[:10]}"
     children: list[subprocess.Popen] = []
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL", "PYTHONPATH"))}
-    if src is not None:
-        env["PYTHONPATH"] = str(src)
+    # This checkout's own src/ too: the virtualenv's editable install may point at another checkout.
+    env["PYTHONPATH"] = str(src if src is not None else ROOT / "src")
     try:
         sim_port, api_port = free_port(), free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
@@ -144,7 +145,8 @@ def _wait_for_events(database_url: str, timeout_s: float = 120) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline-src", type=Path, default=None, help="another checkout's src/ to compare against")
+    parser.add_argument("--baseline-src", type=Path, action="append", default=[],
+                        help="another checkout's src/ to compare against (repeatable: several baselines)")
     parser.add_argument("--flow", choices=("pair", "seed"), default="pair")
     parser.add_argument("--events", choices=("sweep", "webhooks"), default=None,
                         help="run the worker and count applying the events too (found by the sweep, or delivered)")
@@ -154,9 +156,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     args = parser.parse_args()
     command = "python bench/cpu_per_payment.py " + shlex.join(sys.argv[1:])
-    variants = {"this checkout": None} if args.baseline_src is None else {
-        f"baseline ({args.baseline_src} at {commit_of(args.baseline_src)})": args.baseline_src.resolve(),
-        "this checkout": None}
+    variants: dict[str, Path | None] = {
+        f"baseline ({src} at {commit_of(src)})": src.resolve() for src in args.baseline_src}
+    variants["this checkout"] = None
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, src in variants.items():
@@ -167,7 +169,8 @@ def main() -> None:
     info = machine()
     commit = commit_of(ROOT)
     def cells(values: list[float]) -> str:
-        return f"{' / '.join(f'{v:.2f}' for v in values)} | **{min(values):.2f}**"
+        return (f"{' / '.join(f'{v:.2f}' for v in values)} | **{statistics.median(values):.2f}** "
+                f"| {min(values):.2f}")
 
     rows = [f"| {name} | {cells([v[0] for v in values])} | {cells([v[1] for v in values])} |"
             for name, values in results.items()]
@@ -182,9 +185,9 @@ def main() -> None:
            if args.events else "job worker off (request path only)"),
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
         "",
-        "| variant | paymentd CPU ms per payment, each round | least (noise only adds) "
-        "| PostgreSQL CPU ms per payment, each round | least |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| variant | paymentd CPU ms per payment, each round | median | least (noise only adds) "
+        "| PostgreSQL CPU ms per payment, each round | median | least |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
     ]
