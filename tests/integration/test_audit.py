@@ -86,6 +86,29 @@ async def test_payment_lifecycle_entries(merchant: Merchant) -> None:
         (await merchant.client.get(f"/api/payments/{payment_id}")).json()["receipt_number"]
 
 
+async def test_personal_fields_without_a_value_are_not_sealed(merchant: Merchant, database: Database) -> None:
+    """No description, metadata or receipt email: nothing personal to commit to or seal,
+    and the entry still shows those fields as [null, null]; one set value is sealed."""
+    user = await merchant.user()
+    plain = await merchant.client.post("/api/payments/create", json={"user_id": user["id"], "amount": "3.00"})
+    noted = await merchant.client.post("/api/payments/create", json={
+        "user_id": user["id"], "amount": "3.00", "description": "Private note"})
+    assert plain.status_code == noted.status_code == 201, (plain.text, noted.text)
+    plain_entry = only(await entries(merchant.client, object_id=plain.json()["id"]), "payment.created")
+    noted_entry = only(await entries(merchant.client, object_id=noted.json()["id"]), "payment.created")
+    assert plain_entry["changes"]["description"] == [None, None]
+    assert noted_entry["changes"]["description"] == [None, "Private note"]
+    assert noted_entry["changes"]["receipt_email"] == [None, None]
+    async with database.sql_connection() as conn:
+        rows = {row["seq"]: row for row in await conn.fetch(
+            "SELECT seq, changes::text, personal_commitment, personal FROM audit_entries WHERE seq = ANY($1)",
+            [plain_entry["seq"], noted_entry["seq"]])}
+    assert rows[plain_entry["seq"]]["personal_commitment"] is None and rows[plain_entry["seq"]]["personal"] is None
+    assert rows[noted_entry["seq"]]["personal_commitment"] is not None
+    assert "Private note" not in rows[noted_entry["seq"]]["changes"]
+    assert "Private note" not in rows[noted_entry["seq"]]["personal"]
+
+
 async def test_cancel_and_payment_methods(merchant: Merchant) -> None:
     user = await merchant.user()
     created = await merchant.client.post("/api/payments/create", json={"user_id": user["id"], "amount": "5.00"})

@@ -25,9 +25,17 @@ ERASED = {"erased": True}
 
 
 def split(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(what may be hashed in clear, what is personal)."""
-    clear = {k: v for k, v in changes.items() if k not in PERSONAL_FIELDS}
-    private = {k: v for k, v in changes.items() if k in PERSONAL_FIELDS}
+    """(what may be hashed in clear, what is personal). A personal field that holds no
+    value before or after ([null, null], e.g. a payment created without a description)
+    carries nothing personal: it stays in clear, and an entry with nothing else
+    personal needs no commitment and no sealing at all."""
+    clear: dict[str, Any] = {}
+    private: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key in PERSONAL_FIELDS and any(item is not None for item in value):
+            private[key] = value
+        else:
+            clear[key] = value
     return clear, private
 
 

@@ -1,8 +1,11 @@
 """Inbound limits: requests per second per account, and failed authentications per client address.
 
-Both count across every paymentd process in Redis when REDIS_URL is set (per process
-otherwise), with the `limits` library, as the outbound Stripe limit does. If Redis
-fails, counting falls back to this process (logged once) rather than failing requests.
+Both count across every paymentd process in Redis when REDIS_URL is set, with the
+`limits` library, as the outbound Stripe limit does. If Redis fails, counting falls
+back to this process (logged once) rather than failing requests. Without Redis the
+per-account limit, counted on every request, is `_LocalWindows`: the same sliding
+window counter as `limits`', in plain dictionaries (a few microseconds, where
+`limits`' MemoryStorage spent several awaits and key formatting per request).
 
 Failed authentications are counted in the shared store, but the decision "this address
 is blocked" is cached in each process until the window ends, so the hot path of a valid
@@ -44,6 +47,32 @@ class _Counter:
         return await getattr(self._fallback, method)(item, ident)
 
 
+class _LocalWindows:
+    """Per-account sliding window counters of one-second windows, in this process: the
+    current second's count plus the previous second's, weighted by how much of it the
+    sliding window still covers (`limits`' SlidingWindowCounter, without storage)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._windows: dict[str, list[int]] = {}  # ident -> [window start (whole s), previous, current]
+        self._max_keys = max_keys
+
+    def hit(self, ident: str, limit: int, now: float) -> bool:
+        second = int(now)
+        window = self._windows.get(ident)
+        if window is None:
+            if len(self._windows) >= self._max_keys:  # bounded: drop counters idle for 2 s or more
+                self._windows = {k: w for k, w in self._windows.items() if w[0] >= second - 1}
+            window = self._windows[ident] = [second, 0, 0]
+        elif window[0] != second:
+            window[1] = window[2] if window[0] == second - 1 else 0
+            window[0], window[2] = second, 0
+        weighted = window[1] * (1.0 - (now - second)) + window[2]
+        if math.floor(weighted) + 1 > limit:
+            return False
+        window[2] += 1
+        return True
+
+
 class Throttle:
     """The per-account request limit and the per-address failed-authentication throttle."""
 
@@ -64,6 +93,7 @@ class Throttle:
         )
         self._storage = storage
         self.default_rps = default_rps
+        self._local = None if redis_url else _LocalWindows()
         # A sliding window: no double burst at a fixed window's edge, two counters per key.
         self._requests = _Counter(storage, SlidingWindowCounterRateLimiter)
         self._items: dict[int, RateLimitItem] = {}
@@ -82,6 +112,9 @@ class Throttle:
         limit = self.default_rps if rps is None else rps
         if limit <= 0:
             return None
+        if self._local is not None:
+            now = time.time()
+            return None if self._local.hit(account_id, limit, now) else _seconds(1.0 - (now % 1.0), at_most=1)
         item = self._items.get(limit)
         if item is None:
             item = self._items[limit] = RateLimitItemPerSecond(limit, namespace="account-rps")
