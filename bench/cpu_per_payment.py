@@ -1,11 +1,12 @@
-"""paymentd's CPU per payment: this checkout against a baseline checkout, alternating.
+"""paymentd's CPU per payment: this checkout against baseline checkouts, side by side.
 
 CPU time on a shared two-core machine swings by a third between identical runs, and
 latency under load hides where the time goes; CPU seconds of the paymentd process per
 payment, one client at a time, is the steadier measure of paymentd's own cost. Each
-round starts the simulator (zero latency) and `paymentd serve` on a fresh database for
-each variant, warms up, then runs N payments one after the other and reads the CPU
-the paymentd process used:
+round starts, for every variant, the simulator (zero latency) and `paymentd serve` on
+a fresh database, warms each up, then runs N payments per variant, one after the
+other and interleaved (one payment to each variant in turn: whatever else the machine
+is doing falls on every variant alike), and reads the CPU each paymentd process used:
 
   pair      POST /api/payments/create, then /confirm (pm_card_visa)
   seed      the same with an Idempotency-Key on each POST, then GET the payment
@@ -16,7 +17,8 @@ until every payment's Stripe events are applied: the whole cost of a payment,
 background included. `--events sweep`: the simulator delivers no webhooks, and the
 reconciler's catch-up sweep applies them; `--events webhooks`: a webhook endpoint is
 registered at the simulator (the PaymentIntent events paymentd applies) and each event
-is delivered as it happens. PostgreSQL's CPU (all backends) is reported beside paymentd's.
+is delivered as it happens. PostgreSQL's CPU (the backends of the variant's own
+database) and that database's counters (pg_stat_database) are reported beside paymentd's.
 
 The baseline is another checkout's `src/` (e.g. `git worktree add /tmp/base <commit>`),
 run through PYTHONPATH with this virtualenv:
@@ -47,31 +49,57 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from core_latency import (  # noqa: E402
-    ADMIN_URL, ROOT, VENV_BIN, Webhooks, cli, commit_of, cpu_by_pid, cpu_delta, free_port, machine, postgres_processes,
+    ADMIN_URL, ROOT, VENV_BIN, Webhooks, cli, commit_of, cpu_by_pid, cpu_delta, free_port, machine,
     stop,
     wait_http,
 )
 
 
-def _payments(api_url: str, key: str, user_id: str, flow: str, count: int) -> None:
-    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-        for _ in range(count):
-            keyed = {"Idempotency-Key": uuid.uuid4().hex} if flow == "seed" else {}
-            created = client.post("/api/payments/create", json={"user_id": user_id, "amount": "20.00"}, headers=keyed)
-            assert created.status_code == 201, created.text
-            payment_id = created.json()["id"]
-            keyed = {"Idempotency-Key": uuid.uuid4().hex} if flow == "seed" else {}
-            confirmed = client.post(
-                "/api/payments/confirm", json={"payment_id": payment_id, "payment_method": "pm_card_visa"}, headers=keyed
-            )
-            assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
-            if flow == "seed":
-                assert client.get(f"/api/payments/{payment_id}").status_code == 200
+def _payments(client: httpx.Client, user_id: str, flow: str, count: int) -> None:
+    for _ in range(count):
+        keyed = {"Idempotency-Key": uuid.uuid4().hex} if flow == "seed" else {}
+        created = client.post("/api/payments/create", json={"user_id": user_id, "amount": "20.00"}, headers=keyed)
+        assert created.status_code == 201, created.text
+        payment_id = created.json()["id"]
+        keyed = {"Idempotency-Key": uuid.uuid4().hex} if flow == "seed" else {}
+        confirmed = client.post(
+            "/api/payments/confirm", json={"payment_id": payment_id, "payment_method": "pm_card_visa"}, headers=keyed
+        )
+        assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
+        if flow == "seed":
+            assert client.get(f"/api/payments/{payment_id}").status_code == 200
 
 
 def _cpu(pid: int) -> float:
     processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+
+
+def _backends(db_name: str) -> list[psutil.Process]:
+    """The PostgreSQL backends serving this database only: the machine's server is shared,
+    and other databases' work (other people's tests) is not this variant's cost. Shared
+    background work (WAL writer, checkpointer) is left out for the same reason."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (db_name,))]
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+    return found
+
+
+_COUNTERS = ("xact_commit", "tup_inserted", "tup_updated", "blks_hit")
+
+
+def _db_counters(database_url: str) -> dict[str, float]:
+    """This database's own activity counters (pg_stat_database): what the work asked of
+    PostgreSQL, independent of how busy the machine is."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(f"SELECT {', '.join(_COUNTERS)} FROM pg_stat_database WHERE datname = current_database()"
+                           ).fetchone()
+    return dict(zip(_COUNTERS, (float(v) for v in row), strict=True))
 
 
 def _events_done(database_url: str) -> bool:
@@ -83,56 +111,103 @@ def _events_done(database_url: str) -> bool:
             " >= (SELECT count(*) FROM payments)").fetchone()[0]
 
 
-def measure(src: Path | None, args: argparse.Namespace) -> tuple[float, float]:
-    """CPU milliseconds per payment of the paymentd process and of PostgreSQL, for one variant."""
-    workdir = Path(tempfile.mkdtemp(prefix="paymentd-cpu-"))
-    db_name = f"paymentd_cpu_{uuid.uuid4().hex[:10]}"
-    children: list[subprocess.Popen] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL", "PYTHONPATH"))}
-    # This checkout's own src/ too: the virtualenv's editable install may point at another checkout.
-    env["PYTHONPATH"] = str(src if src is not None else ROOT / "src")
-    try:
+class Variant:
+    """One version of paymentd, running: its own simulator, database and `paymentd serve`."""
+
+    def __init__(self, src: Path | None, args: argparse.Namespace) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="paymentd-cpu-"))
+        self.db_name = f"paymentd_cpu_{uuid.uuid4().hex[:10]}"
+        self.database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db_name}"
+        self.children: list[subprocess.Popen] = []
+        self.args = args
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL", "PYTHONPATH"))}
+        # This checkout's own src/ too: the virtualenv's editable install may point at another checkout.
+        env["PYTHONPATH"] = str(src if src is not None else ROOT / "src")
+        self.env = env
+
+    def start(self) -> None:
+        env, args = self.env, self.args
         sim_port, api_port = free_port(), free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
-        children.append(subprocess.Popen(
+        self.children.append(subprocess.Popen(
             [sys.executable, "-m", "stripe_sim", "--host", "127.0.0.1", "--port", str(sim_port), "--log-level", "warning"],
-            env=env, stdout=open(workdir / "sim.log", "wb"), stderr=subprocess.STDOUT,
+            env=env, stdout=open(self.workdir / "sim.log", "wb"), stderr=subprocess.STDOUT,
         ))
         wait_http(f"{sim_url}/v1/payment_intents", expect=None)
-        api_port_url = f"http://127.0.0.1:{api_port}"
+        api_url = f"http://127.0.0.1:{api_port}"
         if args.events == "webhooks":
-            env["STRIPE_WEBHOOK_SECRET"] = Webhooks.register(sim_url, f"{api_port_url}/api/webhooks/stripe").secret
+            env["STRIPE_WEBHOOK_SECRET"] = Webhooks.register(sim_url, f"{api_url}/api/webhooks/stripe").secret
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db_name}"')
-        database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
-        env |= {"DATABASE_URL": database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_STRIPE_RPS": "100000",
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        env |= {"DATABASE_URL": self.database_url, "STRIPE_API_BASE": sim_url, "PAYMENTD_STRIPE_RPS": "100000",
                 "PAYMENTD_RUN_WORKER": "true" if args.events else "false", "PAYMENTD_RECONCILE_INTERVAL_S": "5"}
         cli(env, "account", "create", "bench")
         key = cli(env, "apikey", "create", "--account", "bench", "--scope", "admin")
-        api = subprocess.Popen(
+        self.api = subprocess.Popen(
             [str(VENV_BIN / "paymentd"), "serve", "--host", "127.0.0.1", "--port", str(api_port)],
-            env=env, stdout=open(workdir / "paymentd.log", "wb"), stderr=subprocess.STDOUT,
+            env=env, stdout=open(self.workdir / "paymentd.log", "wb"), stderr=subprocess.STDOUT,
         )
-        children.append(api)
-        api_url = api_port_url
+        self.children.append(self.api)
         wait_http(f"{api_url}/readyz")
-        user = httpx.post(f"{api_url}/api/users", json={"email": "cpu@example.com", "name": "Cpu"},
-                          headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        self.client = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        user = self.client.post("/api/users", json={"email": "cpu@example.com", "name": "Cpu"})
         user.raise_for_status()
-        _payments(api_url, key, user.json()["id"], args.flow, args.warmup)
-        if args.events:  # the warm-up's events out of the way first
-            _wait_for_events(database_url)
-        postgres = postgres_processes()
-        before, pg_before = _cpu(api.pid), cpu_by_pid(postgres)
-        _payments(api_url, key, user.json()["id"], args.flow, args.payments)
-        if args.events:
-            _wait_for_events(database_url)
-        pg_cpu = cpu_delta(pg_before, cpu_by_pid(postgres))
-        return (_cpu(api.pid) - before) / args.payments * 1000, pg_cpu / args.payments * 1000
-    finally:
-        stop(children)
+        self.user_id = user.json()["id"]
+
+    def pay(self, count: int) -> None:
+        _payments(self.client, self.user_id, self.args.flow, count)
+
+    def settle(self) -> None:
+        if self.args.events:
+            _wait_for_events(self.database_url)
+
+    def begin(self) -> None:
+        self.counters = _db_counters(self.database_url)
+        self.cpu, self.pg = _cpu(self.api.pid), cpu_by_pid(_backends(self.db_name))
+
+    def end(self) -> tuple[float, float, dict[str, float]]:
+        """CPU milliseconds per payment of the paymentd process and of this database's
+        PostgreSQL backends, and this database's counters per payment."""
+        count = self.args.payments
+        cpu = (_cpu(self.api.pid) - self.cpu) / count * 1000
+        pg = cpu_delta(self.pg, cpu_by_pid(_backends(self.db_name))) / count * 1000
+        time.sleep(1.5)  # backends report their counters when idle, at most once a second
+        counters = {name: (value - self.counters[name]) / count
+                    for name, value in _db_counters(self.database_url).items()}
+        return cpu, pg, counters
+
+    def stop(self) -> None:
+        if hasattr(self, "client"):
+            self.client.close()
+        stop(self.children)
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+
+def measure(sources: list[Path | None], args: argparse.Namespace) -> list[tuple[float, float, dict[str, float]]]:
+    """One round: every variant started side by side, then their payments interleaved (one
+    payment to each in turn), so that the machine's other load falls on all of them alike;
+    each one's CPU is read over the same stretch of time."""
+    variants = [Variant(src, args) for src in sources]
+    try:
+        for variant in variants:
+            variant.start()
+        for variant in variants:
+            variant.pay(args.warmup)
+        for variant in variants:  # the warm-up's events out of the way first
+            variant.settle()
+        for variant in variants:
+            variant.begin()
+        for _ in range(args.payments):
+            for variant in variants:
+                variant.pay(1)
+        for variant in variants:
+            variant.settle()
+        return [variant.end() for variant in variants]
+    finally:
+        for variant in variants:
+            variant.stop()
 
 
 def _wait_for_events(database_url: str, timeout_s: float = 120) -> None:
@@ -159,12 +234,15 @@ def main() -> None:
     variants: dict[str, Path | None] = {
         f"baseline ({src} at {commit_of(src)})": src.resolve() for src in args.baseline_src}
     variants["this checkout"] = None
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    results: dict[str, list[tuple[float, float, dict[str, float]]]] = {name: [] for name in variants}
+    load_before = os.getloadavg()
     for _ in range(args.rounds):
-        for name, src in variants.items():
-            results[name].append(measure(src, args))
-            print(f"{name}: paymentd {results[name][-1][0]:.2f} ms, postgres {results[name][-1][1]:.2f} ms",
-                  file=sys.stderr)
+        for name, result in zip(variants, measure(list(variants.values()), args), strict=True):
+            results[name].append(result)
+            cpu, pg, counters = result
+            print(f"{name}: paymentd {cpu:.2f} ms, postgres {pg:.2f} ms, "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in counters.items()), file=sys.stderr)
+    load_after = os.getloadavg()
 
     info = machine()
     commit = commit_of(ROOT)
@@ -174,6 +252,9 @@ def main() -> None:
 
     rows = [f"| {name} | {cells([v[0] for v in values])} | {cells([v[1] for v in values])} |"
             for name, values in results.items()]
+    counter_rows = [
+        f"| {name} | " + " | ".join(f"{statistics.median(v[2][c] for v in values):.1f}" for c in _COUNTERS) + " |"
+        for name, values in results.items()]
     lines = [
         f"# paymentd CPU per payment ({dt.datetime.now(dt.UTC):%Y-%m-%d})",
         "",
@@ -183,12 +264,22 @@ def main() -> None:
         f"{args.payments} payments one at a time after {args.warmup} of warm-up; "
         + (f"job worker on, measured until every payment's events were applied (events: {args.events})"
            if args.events else "job worker off (request path only)"),
-        f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}",
+        f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}; "
+        f"load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (the machine is shared)",
+        "- PostgreSQL CPU: the backends connected to the variant's own database (not the server's other "
+        "databases, nor its shared WAL writer and checkpointer)",
         "",
         "| variant | paymentd CPU ms per payment, each round | median | least (noise only adds) "
         "| PostgreSQL CPU ms per payment, each round | median | least |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
+        "",
+        "The variant's database counters per payment (pg_stat_database, median of the rounds; "
+        "they do not depend on the machine's load):",
+        "",
+        "| variant | " + " | ".join(_COUNTERS) + " |",
+        "| --- |" + " ---: |" * len(_COUNTERS),
+        *counter_rows,
         "",
     ]
     text = "\n".join(lines)
