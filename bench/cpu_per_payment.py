@@ -220,6 +220,9 @@ def _wait_for_events(database_url: str, timeout_s: float = 120) -> None:
         time.sleep(0.5)
 
 
+Result = tuple[float, float, dict[str, float]]  # paymentd ms, PostgreSQL ms, counters per payment
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-src", type=Path, action="append", default=[],
@@ -229,25 +232,38 @@ def main() -> None:
                         help="run the worker and count applying the events too (found by the sweep, or delivered)")
     parser.add_argument("--payments", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of every variant")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, every variant side by side in each")
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     args = parser.parse_args()
     command = "python bench/cpu_per_payment.py " + shlex.join(sys.argv[1:])
     variants: dict[str, Path | None] = {
         f"baseline ({src} at {commit_of(src)})": src.resolve() for src in args.baseline_src}
     variants["this checkout"] = None
-    results: dict[str, list[tuple[float, float, dict[str, float]]]] = {name: [] for name in variants}
+    results: dict[str, list[Result]] = {name: [] for name in variants}
     load_before = os.getloadavg()
+    out = args.out or ROOT / "bench" / "results" / f"cpu-per-payment-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
+    text = ""
     for _ in range(args.rounds):
         for name, result in zip(variants, measure(list(variants.values()), args), strict=True):
             results[name].append(result)
             cpu, pg, counters = result
             print(f"{name}: paymentd {cpu:.2f} ms, postgres {pg:.2f} ms, "
                   + ", ".join(f"{k} {v:.2f}" for k, v in counters.items()), file=sys.stderr)
-    load_after = os.getloadavg()
+        # Written after every round: a run stopped early keeps the rounds it completed.
+        text = report(args, command, results, load_before, os.getloadavg())
+        if str(out) != "-":
+            out.write_text(text)
+    print(text)
+    if str(out) != "-":
+        print(f"written to {out}", file=sys.stderr)
 
+
+def report(args: argparse.Namespace, command: str, results: dict[str, list[Result]],
+           load_before: tuple[float, ...], load_now: tuple[float, ...]) -> str:
     info = machine()
     commit = commit_of(ROOT)
+    done = len(next(iter(results.values())))
+
     def cells(values: list[float]) -> str:
         return (f"{' / '.join(f'{v:.2f}' for v in values)} | **{statistics.median(values):.2f}** "
                 f"| {min(values):.2f}")
@@ -257,17 +273,27 @@ def main() -> None:
     counter_rows = [
         f"| {name} | " + " | ".join(f"{statistics.median(v[2][c] for v in values):.1f}" for c in _COUNTERS) + " |"
         for name, values in results.items()]
-    lines = [
+    names = list(results)
+    ours = results[names[-1]]
+
+    def ratios(base: list[Result], which: int) -> str:
+        each = [100 * (mine[which] / theirs[which] - 1) for mine, theirs in zip(ours, base, strict=True)]
+        return f"{' / '.join(f'{r:+.0f}%' for r in each)} | **{statistics.median(each):+.0f}%**"
+
+    paired = [f"| {name} | {ratios(results[name], 0)} | {ratios(results[name], 1)} |" for name in names[:-1]]
+    return "\n".join([
         f"# paymentd CPU per payment ({dt.datetime.now(dt.UTC):%Y-%m-%d})",
         "",
         f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; this checkout at {commit}",
         f"- Command: `{command}`",
+        f"- Rounds completed: {done} of {args.rounds}",
         f"- Flow: {args.flow} ({'create + confirm' if args.flow == 'pair' else 'keyed create + keyed confirm + GET'}), "
-        f"{args.payments} payments one at a time after {args.warmup} of warm-up; "
+        f"{args.payments} payments per variant one at a time after {args.warmup} of warm-up, the variants side by "
+        "side with their payments interleaved; "
         + (f"job worker on, measured until every payment's events were applied (events: {args.events})"
            if args.events else "job worker off (request path only)"),
         f"- Machine: {info['nproc']} CPUs ({info['cpu']}), kernel {info['kernel']}, Python {info['python']}; "
-        f"load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (the machine is shared)",
+        f"load average {load_before[0]:.1f} at the start, {load_now[0]:.1f} at the end (the machine is shared)",
         "- PostgreSQL CPU: the backends connected to the variant's own database (not the server's other "
         "databases, nor its shared WAL writer and checkpointer)",
         "",
@@ -276,20 +302,21 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
-        "The variant's database counters per payment (pg_stat_database, median of the rounds; "
-        "they do not depend on the machine's load):",
+        "This checkout against each baseline, round by round (the same round ran them side by side):",
+        "",
+        "| against | paymentd, each round | median | PostgreSQL, each round | median |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *paired,
+        "",
+        "The variant's database counters per payment (pg_stat_database, median of the rounds; they count "
+        "what the work asked of PostgreSQL, not how busy the machine was, but time-driven work such as the "
+        "reconciler's sweep every 5 s adds more per payment in a slower run):",
         "",
         "| variant | " + " | ".join(_COUNTERS) + " |",
         "| --- |" + " ---: |" * len(_COUNTERS),
         *counter_rows,
         "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    out = args.out or ROOT / "bench" / "results" / f"cpu-per-payment-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
-    if str(out) != "-":
-        out.write_text(text)
-        print(f"written to {out}", file=sys.stderr)
+    ])
 
 
 if __name__ == "__main__":
