@@ -8,8 +8,8 @@ re-check of the WHERE after waiting for a concurrent writer, mean that a head mo
 by anyone else (another process, a rolled-back or unknown outcome) matches no row,
 inserts nothing, and the seal falls back to the locking path: one chain's head row
 FOR UPDATE SKIP LOCKED from a random start (writers spread over the chains instead
-of queueing on one), then the same write unconditionally. Either way the head is
-locked from the write to COMMIT, so a chain cannot fork whatever the cache holds;
+of queueing on one), then the same write onto the head it now holds. Either way the
+head is locked from the write to COMMIT, so a chain cannot fork whatever the cache holds;
 UNIQUE(chain, chain_seq) says so again in the schema. A remembered head is lent to
 one transaction at a time, and given back only once that transaction committed.
 """
