@@ -19,14 +19,14 @@ export --from --to` (the one query on `at` without an account) still skips the
 ranges outside its period, and an append costs next to nothing instead of a B-tree
 insert. API filters on time are served by the account indexes with `at` as a filter.
 
-Revision ID: 0011_audit_lean
-Revises: 0010_dashboard
+Revision ID: 0012_audit_lean
+Revises: 0011_fraud_reviews
 """
 
 from alembic import op
 
-revision = "0011_audit_lean"
-down_revision = "0010_dashboard"
+revision = "0012_audit_lean"
+down_revision = "0011_fraud_reviews"
 branch_labels = None
 depends_on = None
 
