@@ -26,18 +26,14 @@ import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
-import prometheus_client
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from paymentd import metrics
 from paymentd.errors import TemporarilyUnavailable
 from paymentd.http import send_error
 
 NEVER_HELD = frozenset({"/healthz", "/readyz", "/metrics"})
 _WEBHOOK = "/api/webhooks/stripe"
-
-SHED = prometheus_client.Counter(
-    "paymentd_requests_shed_total", "Requests answered 503 because the process was at capacity for too long"
-)
 
 
 class Admission:
@@ -159,7 +155,7 @@ class AdmissionMiddleware:
             return
         tenant = tenant_of(scope)
         if not await admission.enter(tenant):
-            SHED.inc()
+            metrics.shed()
             error = TemporarilyUnavailable("paymentd is at capacity; retry shortly with the same request.",
                                            code="overloaded", retry_after=1)
             await send_error(send, error, scope["state"]["request_id"])

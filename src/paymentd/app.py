@@ -8,14 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import prometheus_client
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paymentd import __version__, crypto, logs
+from paymentd import __version__, crypto, logs, metrics, scrape
 from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.audit import failures as audit_failures
 from paymentd.audit import signing as audit_signing
@@ -28,7 +27,7 @@ from paymentd.config import Settings, get_settings
 from paymentd.dashboard.routes import install_dashboard
 from paymentd.db import Database
 from paymentd.docs import install_docs
-from paymentd.errors import InvalidRequest, NotFound, PaymentdError
+from paymentd.errors import InvalidRequest, MethodNotAllowed, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
@@ -45,6 +44,7 @@ from paymentd.fraud.routes import router as reviews_router
 from paymentd.fraud.service import ReviewService
 from paymentd.refunds.service import RefundService
 from paymentd.reports.routes import router as reports_router
+from paymentd.routing import FixedPathMethods
 from paymentd.users.payment_methods_routes import router as payment_methods_router
 from paymentd.users.routes import router as users_router
 from paymentd.validation import validation_error
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
             await key_usage.stop()
             await app.state.throttle.aclose()
             await database.dispose()
+            metrics.process_exit()
 
     app = FastAPI(
         title="paymentd",
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
                                         reserve=settings.max_in_flight_reserve)
     # Outermost last: the edge (request id, body guard), then authentication and the inbound
     # limits, then admission (which queues per account), then the idempotency claim.
+    app.add_middleware(FixedPathMethods)  # innermost: a 405 for a fixed path asked with another method
     app.add_middleware(IdempotencyMiddleware, store_factory=lambda scope: scope["app"].state.idempotency)
     app.add_middleware(AdmissionMiddleware)
     app.add_middleware(AccessMiddleware)
@@ -187,7 +189,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if error.status_code == 404:
             mapped: PaymentdError = NotFound("No such route.", code="route_not_found")
         elif error.status_code == 405:
-            mapped = InvalidRequest("Method not allowed on this route.", code="method_not_allowed", status=405)
+            allowed = (error.headers or {}).get("Allow", "")
+            mapped = MethodNotAllowed(request.method, [m.strip() for m in allowed.split(",") if m.strip()])
         else:
             mapped = InvalidRequest(str(error.detail), code="invalid_request", status=error.status_code)
         return _error_response(request, mapped)
@@ -230,5 +233,7 @@ def _install_operations(app: FastAPI, settings: Settings) -> None:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def metrics() -> Response:
-        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+    async def metrics_text(request: Request) -> Response:
+        """Prometheus text format, every process's values added up (README "Metrics")."""
+        scrape.check_access(settings, request)
+        return await scrape.exposition(request)

@@ -24,7 +24,7 @@ import typer
 
 from paymentd.audit import context as audit_context
 from paymentd.audit import signing as audit_signing
-from paymentd import crypto, logs
+from paymentd import crypto, logs, multiproc
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings, get_settings
@@ -325,6 +325,8 @@ def serve(
         os.environ["STRIPE_WEBHOOK_SECRET"] = ",".join(settings.stripe_webhook_secrets or [hook_secret])
     with database_url(settings) as url:
         os.environ["DATABASE_URL"] = url  # workers read their settings from the environment
+        # Before any process imports prometheus_client: every worker writes its metrics there.
+        multiproc.prepare(settings.metrics_dir or settings.data_dir / "metrics", clean=True)
         upgrade(url)
         demo_key = _demo_key(url) if settings.sandbox else None
         get_settings.cache_clear()
@@ -387,12 +389,19 @@ def worker(
 ) -> None:
     """Run the background job worker (webhook events, reconciler, cleanup) until SIGTERM/SIGINT."""
     settings = get_settings()
+    # Its counts join a `serve` on this machine that shares the folder (PAYMENTD_METRICS_DIR).
+    multiproc.prepare(settings.metrics_dir or settings.data_dir / "metrics", clean=False)
     with database_url(settings) as url:
         upgrade(url)
         audit_signing.require_configured(settings)
         _say("paymentd worker started")
-        _background(settings, url, lambda jobs, deps: jobs.run_worker(
-            deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True))
+        try:
+            _background(settings, url, lambda jobs, deps: jobs.run_worker(
+                deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True))
+        finally:
+            from paymentd import metrics
+
+            metrics.process_exit()
     _say("paymentd worker stopped")
 
 

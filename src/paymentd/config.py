@@ -6,6 +6,7 @@ secrets may also come from files (`STRIPE_API_KEY_FILE=/run/secrets/...`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from functools import lru_cache
@@ -142,9 +143,27 @@ class Settings(BaseSettings):
     audit_signing_key: SecretStr | None = None
     audit_checkpoint_interval_s: int = Field(300, ge=10)
 
+    # /metrics (metrics.py). Unset: open to anyone who can reach the port. A token: scrapers
+    # send `Authorization: Bearer <token>`. Networks: only these client addresses
+    # (comma-separated addresses or CIDRs). Both set: both must hold.
+    metrics_token: SecretStr | None = None
+    metrics_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Where `serve` keeps the processes' metric values so /metrics adds them up (emptied at
+    # each start). Unset: <data_dir>/metrics. PROMETHEUS_MULTIPROC_DIR, when set, wins.
+    metrics_dir: Path | None = None
+
     # Logs.
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("metrics_allow", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # a typo stops the start, loudly
+        return value
 
     @field_validator("stripe_webhook_secrets", mode="before")
     @classmethod

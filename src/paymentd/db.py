@@ -7,9 +7,9 @@ must be all-or-nothing, and never hold a transaction open across a Stripe call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -22,6 +22,35 @@ from paymentd.audit import writer as audit_writer
 
 
 T = TypeVar("T")
+
+# Called with the audit entries of every transaction that committed (metrics.py counts
+# status moves from them); registered by whoever wants them, so this module imports no one.
+COMMIT_OBSERVERS: list[Callable[[Sequence[Any]], None]] = []
+_AFTER_COMMIT = "paymentd.after_commit"
+# Plain-SQL transactions register their connection's after-commit list here while they last.
+_after_by_connection: dict[int, list[Callable[[], None]]] = {}
+
+
+def after_commit(sink: object, callback: Callable[[], None]) -> None:
+    """Run `callback` once `sink`'s transaction (an ORM session or a plain-SQL connection
+    of `Database.transaction`/`sql_transaction`) has committed; never if it rolls back.
+    A connection outside such a transaction commits each statement: at once."""
+    if isinstance(sink, AsyncSession):
+        sink.info.setdefault(_AFTER_COMMIT, []).append(callback)
+        return
+    callbacks = _after_by_connection.get(id(sink))
+    if callbacks is None:
+        callback()
+    else:
+        callbacks.append(callback)
+
+
+def _committed(entries: Sequence[Any], callbacks: list[Callable[[], None]] | None) -> None:
+    if entries:
+        for observer in COMMIT_OBSERVERS:
+            observer(entries)
+    for callback in callbacks or ():
+        callback()
 
 
 def async_url(url: str) -> str:
@@ -69,6 +98,7 @@ class Database:
         before COMMIT (audit/writer.py); an exception leaves neither change nor entry."""
         async with self.sessions() as session:
             head = None
+            entries: list = []
             try:
                 async with session.begin():
                     yield session
@@ -80,6 +110,8 @@ class Database:
             finally:
                 if (joined := session.info.pop(_JOINED_DRIVER, None)) is not None:
                     audit_buffers.close_buffer(joined)
+                    _after_by_connection.pop(id(joined), None)
+            _committed(entries, session.info.pop(_AFTER_COMMIT, None))
 
     @asynccontextmanager
     async def sql_transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -89,6 +121,7 @@ class Database:
         async with self.sql_connection() as driver:
             entries = audit_buffers.open_buffer(driver)
             head = None
+            callbacks = _after_by_connection[id(driver)] = []
             try:
                 async with driver.transaction():
                     yield driver
@@ -97,6 +130,8 @@ class Database:
                     self.audit_heads.give_back(head)
             finally:
                 audit_buffers.close_buffer(driver)
+                _after_by_connection.pop(id(driver), None)
+            _committed(entries, callbacks)
 
     @asynccontextmanager
     async def sql_connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -134,6 +169,7 @@ async def driver_of(session: AsyncSession) -> asyncpg.Connection:
         # Audit entries recorded on the driver join the session's own (sealed at its end).
         session.info[_JOINED_DRIVER] = driver
         audit_buffers.open_buffer(driver, audit_buffers.session_buffer(session))
+        _after_by_connection[id(driver)] = session.info.setdefault(_AFTER_COMMIT, [])
     return driver
 
 

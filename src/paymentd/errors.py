@@ -179,6 +179,21 @@ class Unprocessable(InvalidRequest):
     default_code = "unprocessable_entity"
 
 
+class MethodNotAllowed(InvalidRequest):
+    """The path exists, not for this method (405); `Allow` names the methods it takes."""
+
+    default_status = 405
+    allowed_statuses = frozenset({405})
+    default_code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: list[str]) -> None:
+        self.allowed = sorted(set(allowed))
+        super().__init__(f"{method} is not allowed here; this path takes {', '.join(self.allowed)}.")
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed), **super().headers()}
+
+
 class AuthenticationFailed(PaymentdError):
     """Missing, malformed, unknown or revoked API key."""
 

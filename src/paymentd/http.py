@@ -21,6 +21,7 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paymentd import metrics
 from paymentd.audit import context as audit_context
 from paymentd.card_data import contains_card_number, find_card_number
 from paymentd.db import store_unavailable
@@ -144,6 +145,8 @@ class EdgeMiddleware:
                 status_holder["status"] = answer.status
                 await send_error(send_with_id, answer, request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.http_request(scope["method"], route_template(scope), status_holder["status"], elapsed)
             log.info(
                 "request",
                 method=scope["method"],
@@ -151,7 +154,7 @@ class EdgeMiddleware:
                 status=status_holder["status"],
                 # The caller's address as uvicorn resolved it (X-Forwarded-For from trusted proxies).
                 client_ip=(scope.get("client") or ("",))[0] or None,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -236,6 +239,19 @@ def _depth_exceeds(document: Any, limit: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
+
+
+def route_template(scope: Scope) -> str:
+    """The route a request matched, as declared ("/api/payments/{payment_id}"): a label
+    with a bounded set of values, never the raw path. Unmatched paths share one label."""
+    if (label := scope.get(ROUTE_LABEL)) is not None:
+        return label
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+ROUTE_LABEL = "paymentd.route"  # set by middleware that answers for a declared path itself
 
 
 def unexpected_error(error: Exception) -> PaymentdError:

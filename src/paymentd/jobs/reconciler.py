@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
+from paymentd import metrics
 from paymentd.audit import context as audit_context
 from paymentd.fraud.events import FRAUD_EVENT_TYPES
 from paymentd.jobs.deps import Deps
@@ -103,6 +104,7 @@ async def _sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
         await settle_refunds(deps, after, report)
     with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await verify_requested(deps, now - after, report)
+    metrics.reconciler_missed_events(report.events_missed)
     log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
              errors=len(report.errors))
     return report

@@ -86,7 +86,9 @@ class PaymentAttempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     payment_method: Mapped[str | None] = mapped_column(Text)
     # pending until Stripe answers; then the outcome: succeeded, processing,
-    # requires_action, requires_capture, failed, or unknown (Stripe unreachable).
+    # requires_action, requires_capture, failed (a decline), refused (Stripe refused the
+    # request: an unknown or unusable payment method; no card was asked), abandoned
+    # (never reached Stripe), or unknown (Stripe unreachable).
     outcome: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
     error_code: Mapped[str | None] = mapped_column(Text)
     decline_code: Mapped[str | None] = mapped_column(Text)

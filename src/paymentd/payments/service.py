@@ -19,9 +19,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, metrics
 from paymentd.auth.service import Principal
-from paymentd.db import Database, retry_store
+from paymentd.db import Database, after_commit, retry_store
 from paymentd.disputes.models import Dispute
 from paymentd.fraud import reviews
 from paymentd.fraud.models import EarlyFraudWarning
@@ -42,6 +42,8 @@ from paymentd.users import payment_methods
 from paymentd.users import repository as users
 from paymentd.users.models import User
 
+# An attempt Stripe refused as an invalid request (no card was asked): not a decline.
+REFUSED = "refused"
 CONFIRMABLE = {PaymentStatus.requires_payment_method, PaymentStatus.requires_confirmation}
 CANCELABLE = {
     PaymentStatus.requires_payment_method,
@@ -301,6 +303,11 @@ class PaymentService:
             # Stripe may have acted: `unknown` leaves it to the reconciler.
             await retry_store(partial(self._finish_attempt, payment_id, number, "unknown", error))
             raise translate(error) from error
+        except provider_types.ProviderInvalidRequest as error:
+            # Stripe refused the request itself (an unknown or unusable payment method, say):
+            # no card was asked, so it is no decline and no failed payment (reports, metrics).
+            await retry_store(partial(self._end_attempt, payment_id, number, REFUSED, error, actor))
+            raise translate(error) from error
         except provider_types.ProviderError as error:
             await retry_store(partial(self._end_attempt, payment_id, number, "failed", error, actor))
             raise translate(error) from error
@@ -333,6 +340,7 @@ class PaymentService:
             attempt.finished_at = datetime.now(UTC)
             for column, value in sync.attempt_risk(declined.payment.risk if declined.payment else None).items():
                 setattr(attempt, column, value)
+            after_commit(session, partial(metrics.declined, declined.decline_code or declined.code))
         log.info("payment.declined", payment_id=str(payment_id), decline_code=declined.decline_code, attempt=number)
 
     async def _end_attempt(
@@ -348,8 +356,10 @@ class PaymentService:
             attempt.error_code = error.code
             attempt.error_message = error.message
             attempt.finished_at = datetime.now(UTC)
+            if outcome == REFUSED:
+                after_commit(session, partial(metrics.refused_attempt, error.code))
             if payment.status == PaymentStatus.processing:
-                payment.last_payment_error = {"type": "invalid_request_error" if outcome == "failed" else "api_error",
+                payment.last_payment_error = {"type": "api_error" if outcome == "abandoned" else "invalid_request_error",
                                               "code": error.code or "processor_unavailable", "decline_code": None,
                                               "message": error.message, "payment_method": payment.payment_method}
                 sync.move(session, payment, PaymentStatus.requires_payment_method, actor)

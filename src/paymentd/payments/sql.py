@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from functools import partial
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +23,8 @@ from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 
 from paymentd.audit.entries import Pending, buffer_of
-from paymentd import crypto
+from paymentd import crypto, metrics
+from paymentd.db import after_commit
 from paymentd.crypto.fields import comparable, of_table
 from paymentd.crypto.orm import LOADED
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
@@ -182,7 +184,7 @@ async def close_open_attempts(
     risk_reason: str | None = None,
 ) -> None:
     """Every open attempt takes `outcome`, and the error and Radar's verdict where given, in one statement."""
-    await conn.execute(
+    status = await conn.execute(
         "UPDATE payment_attempts SET outcome = $2, finished_at = clock_timestamp(),"
         " error_code = COALESCE($3, error_code), decline_code = COALESCE($4, decline_code),"
         " error_message = COALESCE($5, error_message), risk_level = COALESCE($7, risk_level),"
@@ -192,6 +194,9 @@ async def close_open_attempts(
         payment_id, outcome, error_code, decline_code, error_message, OPEN_OUTCOMES,
         risk_level, risk_score, risk_outcome, risk_reason,
     )
+    if outcome == "failed" and (closed := int(status.rsplit(" ", 1)[-1])):
+        # A decline learnt from Stripe's report (webhook, reconciler, our own call's answer).
+        after_commit(conn, partial(metrics.declined, decline_code or error_code, closed))
 
 
 def _shape(cls: type) -> _Shape:

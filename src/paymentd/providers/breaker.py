@@ -43,7 +43,8 @@ class CircuitBreaker:
     """
 
     def __init__(
-        self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic
+        self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         if failures < 1 or reset_s <= 0:
             raise ValueError("failures must be >= 1 and reset_s > 0")
@@ -55,6 +56,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._probe_out = False
         self.opened_count = 0  # times the circuit opened (for metrics)
+        self._on_change = on_change  # called with True when the circuit opens, False when it closes
 
     # -- state
 
@@ -149,8 +151,12 @@ class CircuitBreaker:
         self._probe_out = False
         self._consecutive = 0
         self.opened_count += 1
+        if self._on_change is not None:
+            self._on_change(True)
 
     def _close(self) -> None:
+        if self._open and self._on_change is not None:
+            self._on_change(False)
         self._open = False
         self._probe_out = False
         self._consecutive = 0

@@ -4,17 +4,24 @@ hammers Stripe, waits past its deadline, or calls a Stripe that is down."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from paymentd import metrics
 from paymentd.providers.base import (
     PaymentMethodInfo,
     PaymentProvider,
+    ProviderAuthError,
+    ProviderDeclined,
+    ProviderError,
     ProviderEvent,
+    ProviderInvalidRequest,
     ProviderPayment,
     ProviderRefund,
     ProviderReview,
+    ProviderUnavailable,
 )
 from paymentd.providers.breaker import CircuitBreaker
 from paymentd.providers.limiter import (
@@ -127,8 +134,18 @@ class GuardedProvider:
                 await self.limiter.acquire(deadline, endpoint=_ENDPOINTS[op])
             return await fn()
 
-        with outbound_deadline(deadline):
-            return await self.breaker.call(attempt)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with outbound_deadline(deadline):
+                result = await self.breaker.call(attempt)
+            outcome = "ok"
+            return result
+        except ProviderError as error:
+            outcome = call_outcome(error)
+            raise
+        finally:
+            metrics.stripe_call(op, outcome, time.perf_counter() - started)
 
     # -- customers and payments
 
@@ -262,6 +279,21 @@ class GuardedProvider:
             await self.limiter.aclose()
 
 
+def call_outcome(error: ProviderError) -> str:
+    """A failed call's outcome label: what kind of answer (or silence) it was."""
+    if isinstance(error, ProviderDeclined):
+        return "declined"
+    if isinstance(error, ProviderInvalidRequest):
+        return "invalid_request"
+    if isinstance(error, ProviderAuthError):
+        return "auth_error"
+    if isinstance(error, ProviderUnavailable):
+        if error.code in ("circuit_open", "outbound_rate_limited"):
+            return error.code
+        return f"unavailable_{error.kind}"  # connection, timeout, server, rate_limited, conflict
+    return "error"
+
+
 # The limiter counts a request when it grants it, Stripe when the request arrives; on a
 # busy host the gap between the two varies by tens of milliseconds, enough to push a
 # one-second window a few requests over. Aiming 10% under the limit absorbs it.
@@ -289,7 +321,7 @@ def build_guarded_provider(
         per_endpoint=per_endpoint,
         key_prefix=key_prefix or settings.redis_key_prefix,
     )
-    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s, on_change=metrics.circuit)
     set_hook = getattr(inner, "set_request_hook", None)
     if callable(set_hook):
         set_hook(limiter.before_request)

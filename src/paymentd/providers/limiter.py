@@ -19,6 +19,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
+from paymentd import metrics
 from paymentd.providers.base import ProviderUnavailable
 
 __all__ = [
@@ -189,6 +190,8 @@ class StripeRateLimiter:
         loop = asyncio.get_running_loop()
         me: asyncio.Future[None] = loop.create_future()
         self._queue.append(me)
+        entered = time.monotonic()
+        granted = False
         try:
             ahead = len(self._queue) - 1
             remaining = deadline - time.monotonic()
@@ -204,6 +207,7 @@ class StripeRateLimiter:
                             wait = await self._try_take(endpoint)
                             if wait <= 0:
                                 self._next_at = time.monotonic() + self.spacing_s
+                                granted = True
                                 return
                         if time.monotonic() + wait > deadline:
                             raise self._refused(wait)
@@ -211,6 +215,7 @@ class StripeRateLimiter:
             except TimeoutError:
                 raise self._refused(max(ahead, 1) / self.rps) from None
         finally:
+            metrics.limiter_wait(time.monotonic() - entered, granted=granted)
             was_head = bool(self._queue) and self._queue[0] is me
             self._queue.remove(me)
             if was_head and self._queue and not self._queue[0].done():

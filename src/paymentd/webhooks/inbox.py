@@ -42,15 +42,16 @@ import asyncio
 import json
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
 from psycopg.types.json import Jsonb
 
-from paymentd import audit, crypto
+from paymentd import audit, crypto, metrics
 from paymentd.audit import context as audit_context
 from paymentd.crypto.fields import open_event, seal_event
-from paymentd.db import Database, driver_of
+from paymentd.db import Database, after_commit, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.fraud import events as fraud_events
 from paymentd.fraud import reviews
@@ -173,7 +174,14 @@ async def _store(conn: asyncpg.Connection, event: ProviderEvent, source: str, ou
         json.dumps(seal_event(crypto.keyring(), event_to_json(event), event.id)), source,
         outcome,
     )
+    if stored is not None and outcome is not None:
+        _closed(conn, event.created, source)
     return stored is not None
+
+
+def _closed(conn: asyncpg.Connection, created: datetime, source: str) -> None:
+    """The event's lag (Stripe's `created` to closed here), counted once its row commits."""
+    after_commit(conn, lambda: metrics.stripe_event_closed(created.timestamp(), source))
 
 
 @dataclass(frozen=True)
@@ -311,11 +319,13 @@ async def _lock(conn: asyncpg.Connection, event_id: str) -> _Row:
 
 
 async def _finish(conn: asyncpg.Connection, event_id: str, outcome: str) -> str:
-    await conn.execute(
+    closed = await conn.fetchrow(
         "UPDATE webhook_events SET processed_at = clock_timestamp(), outcome = $2, attempts = attempts + 1,"
-        " last_error = NULL WHERE id = $1 AND processed_at IS NULL",
+        " last_error = NULL WHERE id = $1 AND processed_at IS NULL RETURNING created, source",
         event_id, outcome,
     )
+    if closed is not None:
+        _closed(conn, closed["created"], closed["source"])
     return outcome
 
 
