@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run PORT=9000 HOST=0.0.0.0`; the defaults are paymentd's own.
+PORT ?= 8000
+HOST ?= 127.0.0.1
 
 .PHONY: run test install bench clean
 
@@ -16,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/paymentd serve
+	$(BIN)/paymentd serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider

@@ -106,9 +106,16 @@ def migrate() -> None:
 def account_create(name: Annotated[str, typer.Argument(help="Unique account name")]) -> None:
     """Create an account; prints its id."""
     settings = get_settings()
+    from sqlalchemy.exc import IntegrityError
+
     with database_url(settings) as url:
         upgrade(url)
-        account = _run(_with_session(url, lambda s: auth_service.create_account(s, name)))
+        try:
+            account = _run(_with_session(url, lambda s: auth_service.create_account(s, name)))
+        except (auth_service.AccountExists, IntegrityError):  # the latter: created by another at the same moment
+            _say(f"an account named {name!r} already exists (account names are unique); "
+                 f"give its keys with `paymentd apikey create --account {name} ...`")
+            raise typer.Exit(1) from None
     typer.echo(str(account.id))
 
 
@@ -318,9 +325,12 @@ def serve(
         hook_secret = (settings.stripe_webhook_secrets or [f"whsec_sandbox_{secrets.token_hex(16)}"])[0]
         hook_host = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
         # Over TLS the simulator trusts exactly the certificate served (it may be self-issued).
+        # Its objects live in the data folder beside paymentd's records: a payment made before a
+        # restart can be refunded after it, a saved card still pays (stripe_sim/persist.py).
         sim = stripe_sim.start_in_thread(host="127.0.0.1", port=0, webhook_secret=hook_secret,
                                          webhook_url=f"{scheme}://{hook_host}:{port}/api/webhooks/stripe",
-                                         webhook_trust_file=str(certfile) if certfile else None)
+                                         webhook_trust_file=str(certfile) if certfile else None,
+                                         state_file=str(sandbox_state(settings)))
         os.environ["STRIPE_API_BASE"] = sim.url
         os.environ["STRIPE_WEBHOOK_SECRET"] = ",".join(settings.stripe_webhook_secrets or [hook_secret])
     with database_url(settings) as url:
@@ -328,14 +338,15 @@ def serve(
         # Before any process imports prometheus_client: every worker writes its metrics there.
         multiproc.prepare(settings.metrics_dir or settings.data_dir / "metrics", clean=True)
         upgrade(url)
-        demo_key = _demo_key(url) if settings.sandbox else None
+        demo_key, reused = _demo_key(url, settings.data_dir) if settings.sandbox else (None, False)
         get_settings.cache_clear()
         _say(f"paymentd listening on {scheme}://{host}:{port}  (docs: {scheme}://{host}:{port}/docs)"
              + ("  TLS 1.2+ only" if certfile else ""))
         if sim is not None:
             _say(f"SANDBOX MODE: no STRIPE_API_KEY set; using the Stripe simulator at {sim.url}. No money moves.")
         if demo_key:
-            _say(f"demo API key (account {DEMO_ACCOUNT!r}, all scopes): {demo_key}")
+            _say(f"demo API key (account {DEMO_ACCOUNT!r}, all scopes): {demo_key}"
+                 + (f"  (the same as last time; kept in {settings.data_dir / DEMO_KEY_FILE})" if reused else ""))
             _say(f"dashboard: {scheme}://{host}:{port}/dashboard  (sign in with the demo key)")
         # The worker runs inside each API process (app.py lifespan), so it lives and
         # restarts with them, whatever --workers says.
@@ -356,6 +367,16 @@ def serve(
         finally:
             if sim is not None:
                 sim.stop()
+
+
+SANDBOX_STATE = "stripe-sim-state.json"
+
+
+def sandbox_state(settings: Settings) -> Path:
+    """Where the sandbox's simulator keeps its objects: the data folder, beside the
+    embedded PostgreSQL. Made before the simulator starts, readable by its owner only."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return (settings.data_dir / SANDBOX_STATE).resolve()
 
 
 def _background(settings: Settings, url: str, work):  # type: ignore[no-untyped-def]
@@ -584,13 +605,42 @@ def keys_rewrap() -> None:
     _say(f"{done} data keys rewrapped")
 
 
-def _demo_key(url: str) -> str:
-    async def work(session):  # type: ignore[no-untyped-def]
-        await auth_service.get_or_create_account(session, DEMO_ACCOUNT)
-        _, secret = await auth_service.create_key(session, DEMO_ACCOUNT, list(Scope), name="demo")
-        return secret
+DEMO_KEY_FILE = "demo-api-key"
 
-    return _run(_with_session(url, work))
+
+def _demo_key(url: str, data_dir: Path) -> tuple[str, bool]:
+    """The sandbox's demo key and whether it is the one kept from an earlier start. Kept in
+    the data folder (0600) so every start shows the same key; a kept key that no longer
+    works (revoked, expired, another database) is replaced, and any other live demo key
+    revoked: they never pile up."""
+    path = data_dir / DEMO_KEY_FILE
+    try:
+        kept = path.read_text().strip() or None
+    except FileNotFoundError:
+        kept = None
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        account = await auth_service.get_or_create_account(session, DEMO_ACCOUNT)
+        if kept is not None:
+            row = await auth_service.find_key(session, kept)
+            if (row is not None and row.account_id == account.id and row.revoked_at is None
+                    and (row.expires_at is None or row.expires_at > datetime.now(UTC))):
+                return kept, True
+        for old, _ in await auth_service.list_keys(session, DEMO_ACCOUNT):
+            if old.name == "demo" and old.revoked_at is None:
+                await auth_service.revoke_key(session, str(old.id))
+        _, secret = await auth_service.create_key(session, DEMO_ACCOUNT, list(Scope), name="demo")
+        return secret, False
+
+    secret, reused = _run(_with_session(url, work))
+    if not reused:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fresh = path.with_suffix(".new")
+        fresh.unlink(missing_ok=True)
+        with os.fdopen(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secret + "\n")
+        fresh.replace(path)
+    return secret, reused
 
 
 if __name__ == "__main__":

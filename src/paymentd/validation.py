@@ -27,6 +27,17 @@ _CODES = {
 }
 
 
+# What a field with a pattern expects, in words (the last part of its location).
+_EMAIL = "Give an email address, such as ann@example.com."
+_FORMATS = {
+    "email": _EMAIL,
+    "receipt_email": _EMAIL,
+    "payment_method": "Give a Stripe payment method id, such as pm_card_visa (pm_ and letters, digits or _).",
+    "pm_id": "Give a Stripe payment method id, such as pm_card_visa (pm_ and letters, digits or _).",
+    "return_url": "Give an http:// or https:// URL.",
+}
+
+
 def validation_error(errors: Sequence[Any]) -> InvalidRequest:
     first = errors[0] if errors else {"type": "invalid", "loc": (), "msg": "Invalid request."}
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
@@ -40,6 +51,9 @@ def validation_error(errors: Sequence[Any]) -> InvalidRequest:
     if first.get("type") == "json_invalid":
         param = None
     message = first.get("msg", "Invalid request.")
+    if first.get("type") == "string_pattern_mismatch":
+        # Pydantic's message shows the regular expression: say what is expected instead.
+        message = _FORMATS.get(loc[-1] if loc else "", "This value does not have the expected format.")
     if param:
         message = f"{message} ({param})"
     return InvalidRequest(message, code=code, param=param)

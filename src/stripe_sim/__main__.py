@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--webhook-duplicate-rate", type=float)
     p.add_argument("--webhook-reorder-window-ms", type=float)
     p.add_argument("--seed", type=int, help="seed for latency and fault randomness")
+    p.add_argument("--state-file", help="keep the simulator's objects in this file across restarts")
     p.add_argument("--config", type=json.loads, default={}, help="any knobs as a JSON object")
     p.add_argument("--log-level", default="info")
     return p
@@ -45,7 +46,7 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
         options["fault_rates"] = rates
     for name in ("latency_ms", "latency_p99_ms", "rate_limit_rps", "settle_delay_ms", "webhook_url",
                  "webhook_secret", "webhook_delay_ms", "webhook_duplicate_rate", "webhook_reorder_window_ms",
-                 "seed"):
+                 "seed", "state_file"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     options.update(args.config)

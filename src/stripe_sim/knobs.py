@@ -45,6 +45,8 @@ class Config:
     hot_objects: int = 10_000               # per type kept as dicts; older ones are stored packed
     idempotency_ttl_s: float = 24 * 3600.0  # Stripe prunes keys after 24 hours
     seed: int | None = None
+    state_file: str | None = None           # keep the state here across restarts (persist.py)
+    save_interval_s: float = 1.0            # at most this often after a change, and at shutdown
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update, refusing unknown knobs and bad values."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
 import logging
 import sys
 import threading
@@ -71,6 +72,8 @@ class SimApp:
     def __init__(self, sim: Sim) -> None:
         self.sim = sim
         self.served = 0
+        self._saver: asyncio.Task[None] | None = None
+        self._saved = sim.changes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -98,12 +101,34 @@ class SimApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.sim.loop = asyncio.get_running_loop()
+                if self.sim.config.state_file:
+                    self._saver = asyncio.create_task(self._save_changes())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._saver is not None:
+                    self._saver.cancel()
+                    await asyncio.gather(self._saver, return_exceptions=True)
+                    self._save()  # the last changes, before the state is dropped
                 self.sim.reset()
                 await self.sim.webhooks.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _save_changes(self) -> None:
+        """Write the state file a moment after changes (persist.py), never mid-request:
+        handlers run whole between awaits, so what is written is always consistent."""
+        while True:
+            await asyncio.sleep(self.sim.config.save_interval_s)
+            if self.sim.changes != self._saved:
+                self._save()
+
+    def _save(self) -> None:
+        changes = self.sim.changes
+        try:
+            self.sim.save()
+            self._saved = changes
+        except OSError:
+            logger.exception("stripe_sim: could not write the state file")
 
     async def _control(self, scope: dict[str, Any], path: str, body: bytes, send: Any) -> None:
         try:
@@ -141,7 +166,8 @@ class SimApp:
             if idem_key and method == "POST":
                 extra.append((b"idempotency-key", idem_key_raw))
                 # Same parameters in any order are the same request; keep only a hash of them.
-                fingerprint = hash((method, path, tuple(sorted(body.split(b"&")))))
+                # Stable across processes (not hash()): saved answers outlive a restart (persist.py).
+                fingerprint = _fingerprint(method, path, body)
                 saved = sim.idempotency.begin((api_key, idem_key), fingerprint)
                 if saved is not None:
                     entry.update(status=saved.status, replayed=True)
@@ -164,6 +190,8 @@ class SimApp:
                 await asyncio.sleep(delay)
             ctx = Ctx(request_id, idem_key, api_version)
             executed = True
+            if method != "GET":
+                sim.changes += 1
             result = routes.HANDLERS[operation](sim, ctx, checked, *args)
             if checked.get("expand"):
                 result = expand.apply(sim.store, result, checked["expand"])
@@ -224,6 +252,13 @@ class SimApp:
             await _hang_then_drop(send, self.sim.config.hang_s if kind == "timeout" else 0.0)
             return True
         return False
+
+
+def _fingerprint(method: str, path: str, body: bytes) -> int:
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{method} {path}\n".encode())
+    digest.update(b"&".join(sorted(body.split(b"&"))))
+    return int.from_bytes(digest.digest(), "big")
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+from . import persist
 from .context import Ctx
 from .idempotency import IdempotencyCache
 from .knobs import Config, Faults, RateLimiter
@@ -35,7 +37,15 @@ class Sim:
         self.timers: set[asyncio.TimerHandle] = set()
         self.base_url = ""  # where the simulator is reachable; used in next_action URLs
         self.webhooks = Dispatcher(self)
+        self.changes = 0  # state changes so far: the saver writes the state file when it moved
+        if self.config.state_file:
+            persist.read(self, Path(self.config.state_file))
         self._register_cli_endpoint()
+
+    def save(self) -> None:
+        """Write the state file now (with the `state_file` knob)."""
+        if self.config.state_file:
+            persist.write(self, Path(self.config.state_file))
 
     def _register_cli_endpoint(self) -> None:
         if self.config.webhook_url:
@@ -51,6 +61,7 @@ class Sim:
         self.requests.clear()
         self.faults.queued.clear()
         self.limiter.buckets.clear()
+        self.changes += 1
         self._register_cli_endpoint()
 
     def apply_config(self, changes: dict[str, Any]) -> None:
@@ -70,6 +81,7 @@ class Sim:
 
         def fire() -> None:
             self.timers.discard(handle)
+            self.changes += 1
             fn(*args)
 
         handle = self.loop.call_later(max(delay_ms, 0) / 1000.0, fire)

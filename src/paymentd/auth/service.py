@@ -52,7 +52,13 @@ class UnknownAccount(LookupError):
     pass
 
 
+class AccountExists(ValueError):
+    """Account names are unique."""
+
+
 async def create_account(session: AsyncSession, name: str, details: dict | None = None) -> Account:
+    if await session.scalar(select(Account.id).where(Account.name == name)) is not None:
+        raise AccountExists(name)
     account = Account(name=name, details=details or {"display_name": name})
     session.add(account)
     await session.flush()
