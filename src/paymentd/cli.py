@@ -317,6 +317,9 @@ def serve(
         password = settings.ssl_keyfile_password.get_secret_value() if settings.ssl_keyfile_password else None
         tls_options = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile) if keyfile else None,
                        "ssl_keyfile_password": password, "ssl_context_factory": server_context}
+    # uvicorn raises SIGTERM again once it has shut down: it must unwind through the
+    # `finally`s below (the simulator saves its state, the embedded PostgreSQL stops).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sim = None
     if settings.sandbox and not settings.stripe_api_base:
         import stripe_sim

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .idempotency import Entry
-from .snapshots import pack
+from .snapshots import pack, unpack
 from .store import Collection, Index
 from .testcards import Behaviour, Decline
 
@@ -44,13 +44,27 @@ def _restore_index(data: dict[str, Any]) -> Index:
     return index
 
 
+def _portable(obj: dict[str, Any]) -> dict[str, Any]:
+    """An event's frozen data is packed with this process's learnt dictionary: saved as JSON."""
+    if type(obj.get("_data")) is bytes:
+        return {**obj, "_data": orjson.Fragment(unpack(obj["_data"]))}
+    return obj
+
+
+def _native(obj: dict[str, Any]) -> dict[str, Any]:
+    if "_data" in obj:
+        obj["_data"] = pack(orjson.dumps(obj["_data"]))
+        obj["_request"] = tuple(obj["_request"])
+    return obj
+
+
 def dump(sim: Any) -> bytes:
     store = sim.store
     collections = {}
     for name in COLLECTIONS:
         collection: Collection = getattr(store, name)
         collections[name] = {
-            "objects": {object_id: collection.peek(object_id) for object_id in collection.objects},
+            "objects": {object_id: _portable(collection.peek(object_id)) for object_id in collection.objects},
             "index": _index(collection.index),
             "owners": {owner: _index(index) for owner, index in collection.by_owner.items()},
         }
@@ -80,7 +94,7 @@ def load(sim: Any, raw: bytes) -> None:
         if saved is None:
             continue
         collection: Collection = getattr(store, name)
-        collection.objects.update(saved["objects"])
+        collection.objects.update({object_id: _native(obj) for object_id, obj in saved["objects"].items()})
         collection.index = _restore_index(saved["index"])
         for owner, index in saved["owners"].items():
             collection.by_owner[owner] = _restore_index(index)
