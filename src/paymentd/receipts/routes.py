@@ -12,7 +12,7 @@ from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.deps import get_database, require
-from paymentd.errors import InvalidRequest
+from paymentd import negotiation
 from paymentd.receipts import render, service
 from paymentd.schemas import API_ERRORS, error_responses
 
@@ -23,40 +23,8 @@ OFFERED = (JSON, HTML, PDF)
 
 
 def negotiate(accept: str | None) -> str:
-    """The offered type the Accept header prefers (q-values honoured, wildcards
-    allowed, ties to our order); JSON when the header is absent or empty."""
-    if not accept or not accept.strip():
-        return JSON
-    candidates: list[tuple[float, int, int, str]] = []
-    for part in accept.split(","):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        kind, _, sub = media.lower().partition("/")
-        if q <= 0 or not sub:
-            continue
-        for rank, offered in enumerate(OFFERED):
-            o_kind, _, o_sub = offered.partition("/")
-            if (kind, sub) == (o_kind, o_sub):
-                specificity = 2
-            elif kind == o_kind and sub == "*":
-                specificity = 1
-            elif (kind, sub) == ("*", "*"):
-                specificity = 0
-            else:
-                continue
-            # Higher q first, then the more specific match, then our order.
-            candidates.append((q, specificity, -rank, offered))
-    if not candidates:
-        raise InvalidRequest("The receipt is available as application/json, text/html or application/pdf.",
-                             code="not_acceptable", param="Accept", status=406)
-    return max(candidates)[3]
+    """The offered type the Accept header prefers; JSON when the header is absent or empty."""
+    return negotiation.negotiate(accept, OFFERED, "The receipt")
 
 
 @router.get(

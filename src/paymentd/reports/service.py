@@ -19,7 +19,9 @@ What the figures mean (API.md, "Reports"; the response is drawn in schemas.py):
   units here, rendered as the API's decimal strings by schemas.py.
 * ``succeeded`` counts payments whose charge went through: succeeded,
   partially_refunded, refunded or disputed. ``attempted`` counts payments confirmed
-  at least once. ``success_rate`` = succeeded / attempted (a payment never confirmed
+  at least once with a confirmation Stripe accepted to try: one Stripe refused as an
+  invalid request (an unknown or unusable payment method) asked no card, so it is
+  neither an attempt nor a decline. ``success_rate`` = succeeded / attempted (a payment never confirmed
   is not a failure of the payment system; one still in flight counts as not yet
   succeeded), with four decimals, ``null`` when nothing was attempted.
 * Refunds: ``count`` and ``total`` are refunds requested and not failed or canceled
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, exists, func, select, text
 
 from paymentd.db import Database
 from paymentd.errors import InvalidRequest
@@ -66,6 +68,7 @@ SUCCEEDED = (
     PaymentStatus.disputed,
 )
 REFUNDS_FAILED = (refunds.FAILED, refunds.CANCELED)
+REFUSED = "refused"  # payments/service.py: Stripe refused the confirm itself; no card was asked
 
 
 # --- the range ------------------------------------------------------------------
@@ -202,12 +205,15 @@ async def summary(database: Database, account_id: uuid.UUID, span: Window, group
         Payment.created_at >= span.start,
         Payment.created_at < span.end,
     )
+    # An attempt Stripe refused as an invalid request (an unknown payment method, say)
+    # asked no card: a payment with only such attempts was not attempted.
+    reached_the_card = exists().where(PaymentAttempt.payment_id == Payment.id, PaymentAttempt.outcome != REFUSED)
     payments_q = (
         select(
             key,
             Payment.currency,
             func.count(),
-            func.count().filter(Payment.attempt_count > 0),
+            func.count().filter(Payment.attempt_count > 0, reached_the_card),
             func.count().filter(Payment.status.in_(SUCCEEDED)),
             func.sum(Payment.amount),
             func.sum(Payment.amount_received),
