@@ -238,7 +238,9 @@ def main() -> None:
     command = "python bench/cpu_per_payment.py " + shlex.join(sys.argv[1:])
     variants: dict[str, Path | None] = {
         f"baseline ({src} at {commit_of(src)})": src.resolve() for src in args.baseline_src}
-    variants["this checkout"] = None
+    # This checkout's own src/ through PYTHONPATH too: the virtualenv's editable install may
+    # point at another checkout (a git worktree shares the main checkout's .venv).
+    variants["this checkout"] = ROOT / "src"
     results: dict[str, list[Result]] = {name: [] for name in variants}
     load_before = os.getloadavg()
     out = args.out or ROOT / "bench" / "results" / f"cpu-per-payment-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
