@@ -123,3 +123,13 @@ def test_cli_first_mistakes_get_clear_answers(database_url: str) -> None:
     assert revoked.returncode == 0 and printed_id in revoked.stderr
     listed = run("apikey", "list", "--account", name, "--json", env=env).stdout
     assert listed.count('"status": "revoked"') == 2
+
+
+def test_make_run_takes_the_port_and_address() -> None:
+    root = Path(__file__).resolve().parents[2]
+    planned = subprocess.run(["make", "-n", "-C", str(root), "run", "PORT=9123", "HOST=0.0.0.0"],
+                             capture_output=True, text=True, timeout=30)
+    assert planned.returncode == 0, planned.stderr
+    assert "paymentd serve --host 0.0.0.0 --port 9123" in planned.stdout
+    default = subprocess.run(["make", "-n", "-C", str(root), "run"], capture_output=True, text=True, timeout=30)
+    assert "paymentd serve --host 127.0.0.1 --port 8000" in default.stdout
