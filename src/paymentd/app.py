@@ -35,6 +35,9 @@ from paymentd.jobs.queue import Jobs, stop_worker, supervise_worker
 from paymentd.logs import log
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
+from paymentd.fraud import geo
+from paymentd.fraud.gate import FraudGate
+from paymentd.fraud.rules_routes import router as rules_router
 from paymentd.providers.base import PaymentProvider
 from paymentd.providers.guard import build_guarded_provider
 from paymentd.providers.stripe import StripeProvider
@@ -98,8 +101,10 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         # past it, a request whose process died may be run again under the same seed.
         app.state.idempotency = IdempotencyStore(database, lease=timedelta(seconds=settings.max_wait_s + 5))
         app.state.provider = provider or build_provider(settings)
+        fraud = FraudGate(app.state.provider, enabled=settings.fraud_rules_enabled,
+                          countries=geo.load(settings.ip_countries_file))
         app.state.payments = PaymentService(
-            database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75
+            database, app.state.provider, read_budget_s=settings.sync_budget_ms / 1000 * 0.75, fraud=fraud
         )
         # Shares the payments' background tasks, so shutdown drains refunds in flight too.
         app.state.refunds = RefundService(database, app.state.provider, app.state.payments.background)
@@ -163,6 +168,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(payment_methods_router)
     app.include_router(audit_router)
     app.include_router(reviews_router)
+    app.include_router(rules_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     install_docs(app)

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     # each start). Unset: <data_dir>/metrics. PROMETHEUS_MULTIPROC_DIR, when set, wins.
     metrics_dir: Path | None = None
 
+    # Fraud rules (fraud/): off turns every account's rules off, counters included (an
+    # operator's switch; a merchant turns its own off with PUT /api/fraud/rules).
+    fraud_rules_enabled: bool = True
+    # IP -> country table for the `ip_country` input (fraud/geo.py); unset: unknown.
+    ip_countries_file: Path | None = None
+
     # Logs.
     log_level: str = "INFO"
     log_json: bool = True

@@ -101,6 +101,8 @@ FIELDS: list[Field] = [
     Field("idempotency_keys", "response_body", BYTES, (("account_id", "uuid"), ("key", "text"))),
     # The audit trail's personal data: outside its hash chain, the one column it lets change.
     Field("audit_entries", "personal", TEXT, _UUID),
+    # What a fraud decision's rules saw: the payer's email, IP and user agent among it.
+    Field("fraud_decisions", "inputs", JSON, _UUID),
 ]
 
 

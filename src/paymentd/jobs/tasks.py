@@ -5,11 +5,13 @@ and in tests; registration, retries and schedules are in `queue.py`."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from procrastinate import JobContext
 
 from paymentd.auth import service as auth_service
 from paymentd.crypto import reencrypt as reencrypt_module
+from paymentd.fraud import velocity
 from paymentd.jobs import cleanup as cleanup_module
 from paymentd.jobs import reconciler
 from paymentd.jobs.deps import Deps
@@ -51,15 +53,17 @@ async def audit_checkpoint(context: JobContext, timestamp: int) -> dict:
 
 async def cleanup(context: JobContext, timestamp: int) -> dict:
     """Hourly: forget expired Idempotency-Keys, webhook payloads past their retention,
-    and old succeeded jobs; record the API keys that expired since."""
+    old succeeded jobs and fraud counter buckets no window reaches; record the API keys that expired since."""
     deps = _deps(context)
     async with deps.database.transaction() as session:
         expired = await auth_service.audit_expired_keys(session)
     deleted = await cleanup_module.delete_expired_idempotency_keys(deps.database, deps.settings.idempotency_ttl_hours)
     inbox = await cleanup_module.purge_webhook_inbox(deps.database, deps.settings.webhook_retention_days)
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
+    async with deps.database.sql_connection() as conn:
+        buckets = await velocity.forget_old(conn, datetime.now(UTC))
     return {"api_keys_expired": expired, "idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
-            "webhook_events_forgotten": inbox.events_forgotten}
+            "webhook_events_forgotten": inbox.events_forgotten, "fraud_counter_buckets_deleted": buckets}
 
 
 async def review_deadlines(context: JobContext, timestamp: int) -> dict:

@@ -60,6 +60,11 @@ class PaymentConfirm(RequestModel):
     # Added to API.md's confirm, in Stripe's own shape (online acceptance only); passed to
     # Stripe with the confirmation, never stored.
     mandate_data: MandateData | None = None
+    # The payer's device (API.md "Fraud"): read by the fraud rules (stored only sealed, in
+    # the decision), and Stripe's mandate acceptance for a payment that can only be a bank debit.
+    ip_address: IPvAnyAddress | None = Field(None, description="The payer's IP address")
+    user_agent: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        None, description="The payer's browser or app (User-Agent)")
 
 
 class PaymentCapture(RequestModel):

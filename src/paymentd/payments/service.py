@@ -21,11 +21,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paymentd import audit, metrics
 from paymentd.auth.service import Principal
-from paymentd.db import Database, after_commit, retry_store
+from paymentd.db import Database, after_commit, driver_of, retry_store
 from paymentd.disputes.models import Dispute
+from paymentd.errors import (
+    CardDeclined,
+    Conflict,
+    FraudBlocked,
+    InvalidRequest,
+    NotFound,
+    PaymentdError,
+    ProviderUnavailable,
+)
+from paymentd.fraud import gate as fraud_gate
 from paymentd.fraud import reviews
+from paymentd.fraud import store as fraud_store
 from paymentd.fraud.models import EarlyFraudWarning
-from paymentd.errors import CardDeclined, Conflict, InvalidRequest, NotFound, PaymentdError, ProviderUnavailable
 from paymentd.instants import utc_instant
 from paymentd.logs import log
 from paymentd.money import Money
@@ -51,6 +61,8 @@ CANCELABLE = {
     PaymentStatus.requires_action,
     PaymentStatus.requires_capture,
 }
+# Bank debits take the payer's IP and user agent as their mandate's online acceptance.
+MANDATE_TYPES = frozenset({"sepa_debit", "us_bank_account", "bacs_debit", "au_becs_debit", "acss_debit"})
 # Statuses that change at Stripe without a call from us (customer authentication,
 # bank settlement); reading such a payment asks Stripe first.
 REFRESH_ON_READ = {PaymentStatus.requires_action, PaymentStatus.processing}
@@ -83,9 +95,12 @@ class PaymentView:
 
 
 class PaymentService:
-    def __init__(self, database: Database, provider: PaymentProvider, *, read_budget_s: float = 0.3) -> None:
+    def __init__(self, database: Database, provider: PaymentProvider, *, read_budget_s: float = 0.3,
+                 fraud: fraud_gate.FraudGate | None = None) -> None:
         self.database = database
         self.provider = provider
+        # paymentd's own fraud rules, before Stripe is called (fraud/gate.py).
+        self.fraud = fraud or fraud_gate.FraudGate(provider)
         self.read_budget_s = read_budget_s
         self.background = Background()
         # PaymentIntents being created in this process, so a confirm can wait for one.
@@ -103,13 +118,39 @@ class PaymentService:
             if seed and (existing := await sql.payment(conn, payment_id, account_id=principal.account_id)):
                 return Outcome(existing)  # a re-run of a request whose answer was lost
             payer = await users.payer(conn, principal.account_id, data.user_id)
-        if payer is None:
-            raise NotFound("No such user.", param="user_id")
+            if payer is None:
+                raise NotFound("No such user.", param="user_id")
+            payment = self._new_payment(principal, payment_id, payer.user_id, money, data)
+            decision = await self.fraud.at_create(conn, payment)
+        actor = _api_actor(principal, request_id)
+        if decision is not None and decision.action == "block":
+            # Blocked before Stripe: the payment is recorded canceled, no PaymentIntent made.
+            payment = await self._insert(payment, actor, decision)
+            raise _blocked(payment, decision)
+        if decision is not None and decision.action == "review":
+            payment.capture_method = "manual"  # authorized, then held for the review
+        # Stripe first when it answers in time: a refusal then leaves nothing behind.
+        creating = self._create_intent(payment, payer.customer)
+        if await self.background.until(creating, deadline):
+            intent = self._result(creating)
+            payment.stripe_payment_intent_id = intent.id
+            payment.client_secret = intent.client_secret
+        payment = await self._insert(payment, actor, decision)
+        if payment.stripe_payment_intent_id is None:
+            # Slow Stripe: the payment exists now, its PaymentIntent is attached when it
+            # arrives (and by confirm, which re-sends the same keyed create, after a crash).
+            self.background.spawn(self._attach_intent_later(payment.id, creating))
+        log.info("payment.created", payment_id=str(payment.id), status=payment.status)
+        return Outcome(payment)
+
+    @staticmethod
+    def _new_payment(principal: Principal, payment_id: uuid.UUID, user_id: uuid.UUID, money: Money,
+                     data: PaymentCreate) -> Payment:
         now = datetime.now(UTC)
-        payment = Payment(  # every column set here, so the insert needs no read-back
+        return Payment(  # every column set here, so the insert needs no read-back
             id=payment_id,
             account_id=principal.account_id,
-            user_id=payer.user_id,
+            user_id=user_id,
             amount=money.minor,
             currency=money.currency,
             status=PaymentStatus.requires_confirmation if data.payment_method else PaymentStatus.requires_payment_method,
@@ -127,19 +168,6 @@ class PaymentService:
             created_at=now,
             updated_at=now,
         )
-        # Stripe first when it answers in time: a refusal then leaves nothing behind.
-        creating = self._create_intent(payment, payer.customer)
-        if await self.background.until(creating, deadline):
-            intent = self._result(creating)
-            payment.stripe_payment_intent_id = intent.id
-            payment.client_secret = intent.client_secret
-        payment = await self._insert(payment, _api_actor(principal, request_id))
-        if payment.stripe_payment_intent_id is None:
-            # Slow Stripe: the payment exists now, its PaymentIntent is attached when it
-            # arrives (and by confirm, which re-sends the same keyed create, after a crash).
-            self.background.spawn(self._attach_intent_later(payment.id, creating))
-        log.info("payment.created", payment_id=str(payment.id), status=payment.status)
-        return Outcome(payment)
 
     def _create_intent(self, payment: Payment, customer: str | None) -> asyncio.Task[ProviderPayment]:
         """Create (or, with the same key, get back) the payment's PaymentIntent."""
@@ -163,13 +191,15 @@ class PaymentService:
         task.add_done_callback(lambda _: self._creating.pop(payment.id, None))
         return task
 
-    async def _insert(self, payment: Payment, actor: Actor) -> Payment:
+    async def _insert(self, payment: Payment, actor: Actor, decision: fraud_store.Decision | None = None) -> Payment:
         try:
             async with self.database.sql_transaction() as conn:
                 # The payment row first: the event refers to it.
                 await sql.insert(conn, (payment, sync.status_event(payment, None, payment.status, actor)))
                 audit.record(conn, "payment.created", account_id=payment.account_id, object_type="payment",
                              object_id=payment.id, actor=actor.audit(), changes=_created(payment))
+                if decision is not None:
+                    await self._apply_decision(conn, payment, decision, actor)
             return payment
         except asyncpg.UniqueViolationError:
             # The same seeded request ran twice at once: the other one's row stands.
@@ -235,25 +265,80 @@ class PaymentService:
     ) -> Outcome:
         deadline = self.background.deadline(wait_s)
         actor = _api_actor(principal, request_id)
+        device = fraud_gate.Device(str(data.ip_address or ""), data.user_agent or "")
+        decision: fraud_store.Decision | None = None
+        review = False
         async with self.database.sql_transaction() as conn:
             payment = await sql.payment(conn, data.payment_id, account_id=principal.account_id, lock=True)
             if payment is None:
                 raise NotFound("No such payment.", param="payment_id")
-            number, method = await self._open_attempt(conn, payment, data, seed)
-        task = self.background.spawn(
-            self._confirm_and_record(payment, number, method, data.return_url, _mandate(data), actor))
+            number, method, resumed = await self._open_attempt(conn, payment, data, seed)
+            if resumed:  # the first run decided already: hold for review as it did
+                review = await fraud_store.action_of(conn, payment.id, number) == "review"
+                pending = None
+            else:
+                pending = await self.fraud.confirm_start(conn, payment, number, device)
+                if pending is not None and not pending.needs_card:
+                    decision = self.fraud.confirm_decision(payment, number, pending)
+                    await self._apply_decision(conn, payment, decision, actor)
+        if pending is not None and pending.needs_card:
+            # Only now the card's facts (a processor read): every rule before the first
+            # that reads the card has passed, so a block by IP or user never costs a call.
+            facts = await self.fraud.card(method)
+            async with self.database.sql_transaction() as conn:
+                payment = await sql.payment(conn, payment.id, lock=True)
+                await self.fraud.confirm_finish(conn, payment, pending, facts)
+                decision = self.fraud.confirm_decision(payment, number, pending)
+                await self._apply_decision(conn, payment, decision, actor)
+        if decision is not None:
+            if decision.action == "block":
+                raise _blocked(payment, decision)
+            review = decision.action == "review"
+        task = self.background.spawn(self._confirm_and_record(
+            payment, number, method, data.return_url, _mandate(data, payment), actor,
+            capture_method="manual" if review else None))
         return await self._answer(
             task, payment.id, deadline, actor, pending_status=PaymentStatus.processing, attempt=number
         )
 
+    async def _apply_decision(
+        self, conn: asyncpg.Connection, payment: Payment, decision: fraud_store.Decision, actor: Actor
+    ) -> None:
+        """A fraud decision stored with what it does to the payment, in the caller's transaction
+        (the payment locked or being inserted): a block cancels it, naming the rule."""
+        await fraud_store.insert(conn, decision, actor.audit())
+        if decision.action == "block":
+            payment.last_payment_error = {
+                "type": "fraud_error", "code": "payment_blocked", "decline_code": None,
+                "message": _blocked(payment, decision).message, "payment_method": payment.payment_method,
+                "rule": decision.fired[-1],
+            }
+            batch = sql.Batch()
+            sync.move(batch, payment, PaymentStatus.canceled, actor)
+            await sql.save(conn, payment, batch)
+            await sql.close_open_attempts(conn, payment.id, outcome="blocked", error_code="payment_blocked",
+                                          error_message=f"blocked by fraud rule {decision.fired[-1]}")
+        elif decision.action == "review":
+            await self._open_review(conn, payment, decision)
+
+    async def _open_review(self, conn: asyncpg.Connection, payment: Payment, decision: fraud_store.Decision) -> None:
+        """THE call site where a rule's `review` opens a review (the reviews slice's
+        `paymentd.fraud.reviews.open_review`); the payment is held at requires_capture
+        by manual capture, and the decision and its `fraud.review` audit entry are stored."""
+        if decision.stage == "confirm" and payment.stripe_payment_intent_id is not None:
+            # The row says what the confirm will tell Stripe. (Before the PaymentIntent
+            # exists the row keeps create's parameters: a re-sent create must match.)
+            payment.capture_method = "manual"
+            await sql.save(conn, payment)
+
     async def _open_attempt(
         self, conn: asyncpg.Connection, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None
-    ) -> tuple[int, str]:
-        """A new attempt, or the one a re-run of the same idempotent request left open."""
+    ) -> tuple[int, str, bool]:
+        """A new attempt, or the one a re-run of the same idempotent request left open (resumed: True)."""
         open_attempt = await sql.open_attempt(conn, payment.id)
         if open_attempt is not None:
             if seed is not None and open_attempt.request_seed == seed:
-                return open_attempt.number, open_attempt.payment_method
+                return open_attempt.number, open_attempt.payment_method, True
             raise Conflict("A confirmation of this payment is already in progress.", code="payment_in_progress")
         if payment.status not in CONFIRMABLE:
             raise _invalid_state(payment, "confirmed")
@@ -270,11 +355,11 @@ class PaymentService:
         await sql.save(conn, payment)
         await sql.insert(conn, [PaymentAttempt(payment_id=payment.id, number=payment.attempt_count,
                                                payment_method=method, request_seed=seed)])
-        return payment.attempt_count, method
+        return payment.attempt_count, method, False
 
     async def _confirm_and_record(
         self, payment: Payment, number: int, method: str, return_url: str | None,
-        mandate: provider_types.MandateAcceptance | None, actor: Actor,
+        mandate: provider_types.MandateAcceptance | None, actor: Actor, *, capture_method: str | None = None,
     ) -> Payment:
         """Runs to the end even when the caller stopped waiting: the outcome is recorded."""
         payment_id = payment.id
@@ -290,6 +375,7 @@ class PaymentService:
                 return_url=return_url,
                 mandate=mandate,
                 idempotency_key=stripe_key(payment_id, "confirm", number),
+                **({"capture_method": capture_method} if capture_method else {}),
             )
         except provider_types.ProviderDeclined as declined:
             await retry_store(partial(self._record_decline, payment_id, number, declined, actor))
@@ -341,6 +427,7 @@ class PaymentService:
             for column, value in sync.attempt_risk(declined.payment.risk if declined.payment else None).items():
                 setattr(attempt, column, value)
             after_commit(session, partial(metrics.declined, declined.decline_code or declined.code))
+            await self.fraud.count_outcome(await driver_of(session), payment, declined=True)
         log.info("payment.declined", payment_id=str(payment_id), decline_code=declined.decline_code, attempt=number)
 
     async def _end_attempt(
@@ -445,6 +532,8 @@ class PaymentService:
                              object_id=payment.id, actor=actor.audit(), changes=audit.diff(before, after))
             if (outcome := sync.confirmed_outcome(intent)) is not None:
                 await sql.close_open_attempts(conn, payment_id, **asdict(outcome))
+                if outcome.outcome in ("succeeded", "requires_capture"):
+                    await self.fraud.count_outcome(conn, payment, declined=False)
             await reviews.note_processor_review(conn, payment, intent, actor.audit())
         return payment
 
@@ -537,11 +626,22 @@ def _created(payment: Payment) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def _mandate(data: PaymentConfirm) -> provider_types.MandateAcceptance | None:
-    if data.mandate_data is None:
-        return None
-    online = data.mandate_data.customer_acceptance.online
-    return provider_types.MandateAcceptance(str(online.ip_address), online.user_agent)
+def _mandate(data: PaymentConfirm, payment: Payment) -> provider_types.MandateAcceptance | None:
+    """Stripe's mandate acceptance: the caller's own `mandate_data`, else, for a payment
+    that can only be a bank debit, the payer's `ip_address` and `user_agent` (Stripe
+    takes a payer's device nowhere else on a server-side confirm)."""
+    if data.mandate_data is not None:
+        online = data.mandate_data.customer_acceptance.online
+        return provider_types.MandateAcceptance(str(online.ip_address), online.user_agent)
+    if data.ip_address and data.user_agent and set(payment.payment_method_types) <= MANDATE_TYPES:
+        return provider_types.MandateAcceptance(str(data.ip_address), data.user_agent)
+    return None
+
+
+def _blocked(payment: Payment, decision: fraud_store.Decision) -> FraudBlocked:
+    rule = decision.fired[-1]
+    return FraudBlocked(f"The payment was blocked by fraud rule `{rule}`.", code="payment_blocked",
+                        payment_id=str(payment.id), rule=rule)
 
 
 def _api_actor(principal: Principal, request_id: str) -> Actor:

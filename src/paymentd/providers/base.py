@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "CardDetails",
+    "CardFacts",
     "PaymentError",
     "PaymentMethodInfo",
     "PaymentProvider",
@@ -56,6 +57,19 @@ class CardDetails:
     last4: str
     exp_month: int
     exp_year: int
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What fraud rules may know of a payment method before it is charged; never stored
+    with the payment (receipts keep CardDetails). Strings are "" when unknown."""
+
+    type: str
+    fingerprint: str = ""
+    country: str = ""  # ISO 3166 alpha-2, upper case
+    bin: str = ""  # issuer identification number, where the processor exposes it
+    brand: str = ""
+    funding: str = ""
 
 
 @dataclass(frozen=True)
@@ -354,6 +368,7 @@ class PaymentProvider(Protocol):
         return_url: str | None,
         idempotency_key: str,
         mandate: MandateAcceptance | None = None,
+        capture_method: str | None = None,  # "manual": held for review whatever create said
     ) -> ProviderPayment: ...
 
     async def capture_payment(
@@ -383,6 +398,8 @@ class PaymentProvider(Protocol):
     async def retrieve_refund(self, refund_id: str) -> ProviderRefund: ...
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodInfo: ...
+
+    async def card_facts(self, payment_method_id: str) -> CardFacts: ...
 
     async def attach_payment_method(
         self, payment_method_id: str, *, customer: str, idempotency_key: str

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from paymentd import metrics
 from paymentd.providers.base import (
+    CardFacts,
     PaymentMethodInfo,
     PaymentProvider,
     ProviderAuthError,
@@ -59,6 +60,7 @@ _ENDPOINTS = {
     "create_refund": "POST /v1/refunds",
     "retrieve_refund": "GET /v1/refunds/{id}",
     "retrieve_payment_method": "GET /v1/payment_methods/{id}",
+    "card_facts": "GET /v1/payment_methods/{id}",
     "attach_payment_method": "POST /v1/payment_methods/{id}/attach",
     "detach_payment_method": "POST /v1/payment_methods/{id}/detach",
     "list_payment_methods": "GET /v1/customers/{id}/payment_methods",
@@ -208,6 +210,9 @@ class GuardedProvider:
             "retrieve_payment_method",
             lambda: self.inner.retrieve_payment_method(payment_method_id),
         )
+
+    async def card_facts(self, payment_method_id: str) -> CardFacts:
+        return await self._guarded("card_facts", lambda: self.inner.card_facts(payment_method_id))
 
     async def attach_payment_method(
         self, payment_method_id: str, **kwargs: Any

@@ -19,6 +19,7 @@ import stripe
 
 from paymentd.providers.base import (
     CardDetails,
+    CardFacts,
     MandateAcceptance,
     PaymentError,
     PaymentMethodInfo,
@@ -148,6 +149,19 @@ def to_payment_method_info(data: Mapping[str, Any]) -> PaymentMethodInfo:
         created=unix_time(data.get("created")),
         label=payment_method_label(type_, details),
     )
+
+
+def to_card_facts(data: Mapping[str, Any]) -> CardFacts:
+    """A Stripe `payment_method` as fraud rules read it (card.iin only where the API version has it)."""
+    type_ = str(data.get("type") or "unknown")
+    card = data.get("card") if type_ == "card" and isinstance(data.get("card"), Mapping) else {}
+
+    def text(key: str) -> str:
+        value = card.get(key)
+        return value if isinstance(value, str) else ""
+
+    return CardFacts(type=type_, fingerprint=text("fingerprint"), country=text("country").upper(), bin=text("iin"),
+                     brand=text("brand"), funding=text("funding"))
 
 
 def _charge_payment_method_info(charge: Mapping[str, Any]) -> PaymentMethodInfo | None:
@@ -601,11 +615,12 @@ class StripeProvider:
         return_url: str | None,
         idempotency_key: str,
         mandate: MandateAcceptance | None = None,
+        capture_method: str | None = None,
     ) -> ProviderPayment:
         """Raises ProviderDeclined, carrying the payment after the decline, on a decline."""
         params = _drop_none(
             {"payment_method": payment_method, "return_url": return_url, "expand": _PI_EXPAND,
-             "mandate_data": _mandate_data(mandate)}
+             "mandate_data": _mandate_data(mandate), "capture_method": capture_method}
         )
         path = _path("/v1/payment_intents/{}/confirm", payment_id)
         try:
@@ -684,6 +699,9 @@ class StripeProvider:
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodInfo:
         return to_payment_method_info(await self._call("get", _path("/v1/payment_methods/{}", payment_method_id)))
+
+    async def card_facts(self, payment_method_id: str) -> CardFacts:
+        return to_card_facts(await self._call("get", _path("/v1/payment_methods/{}", payment_method_id)))
 
     async def attach_payment_method(
         self, payment_method_id: str, *, customer: str, idempotency_key: str
