@@ -65,6 +65,7 @@ class FraudGate:
         self.enabled = enabled
         self.countries = countries
         self._cards: OrderedDict[str, CardFacts] = OrderedDict()
+        store.defaults_set()  # parsed now, not on a first payment's clock
 
     # ------------------------------------------------------------------ create
 

@@ -7,6 +7,7 @@ saw, sealed by the keyring (crypto/fields.py), so a decision can be explained la
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,12 @@ _CACHE_SIZE = 1024
 _compiled: dict[tuple[uuid.UUID, int], rules.RuleSet] = {}
 
 
+@functools.cache
+def defaults_set() -> rules.RuleSet:
+    """Version 0, the same for every account (parsed once per process)."""
+    return rules.parse(defaults.body(), 0)
+
+
 async def current(conn: asyncpg.Connection, account_id: uuid.UUID) -> rules.RuleSet:
     """The account's rule set as of now (its defaults when it never saved one)."""
     row = await conn.fetchrow(
@@ -34,11 +41,10 @@ async def current(conn: asyncpg.Connection, account_id: uuid.UUID) -> rules.Rule
     if (found := _compiled.get((account_id, version))) is not None:
         return found
     if version == 0:
-        parsed = rules.parse(defaults.body(), 0)
-    else:
-        body = await conn.fetchval(
-            "SELECT body FROM fraud_rule_sets WHERE account_id = $1 AND version = $2", account_id, version)
-        parsed = rules.parse(json.loads(body), version)
+        return defaults_set()
+    body = await conn.fetchval(
+        "SELECT body FROM fraud_rule_sets WHERE account_id = $1 AND version = $2", account_id, version)
+    parsed = rules.parse(_json(body), version)
     if len(_compiled) >= _CACHE_SIZE:
         _compiled.clear()
     _compiled[(account_id, version)] = parsed
@@ -120,7 +126,7 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, outcome: str) 
     if row is None:
         return None
     return Decision(row["account_id"], payment_id, "confirm", row["rule_set_version"], "", [], {},
-                    attempt=row["attempt"], keys=json.loads(row["keys"]))
+                    attempt=row["attempt"], keys=_json(row["keys"]))
 
 
 async def action_of(conn: asyncpg.Connection, payment_id: uuid.UUID, attempt: int) -> str | None:
@@ -135,5 +141,10 @@ async def of_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Sequenc
     rows = await conn.fetch(
         "SELECT id, stage, attempt, rule_set_version, fired, action, inputs, errors, outcome, created_at"
         " FROM fraud_decisions WHERE payment_id = $1 ORDER BY created_at, id", payment_id)
-    return [{**dict(row), "fired": list(row["fired"]), "errors": json.loads(row["errors"]) if row["errors"] else None,
-             "inputs": _INPUTS.open(ring, json.loads(row["inputs"]), str(row["id"]))} for row in rows]
+    return [{**dict(row), "fired": list(row["fired"]), "errors": _json(row["errors"]) if row["errors"] else None,
+             "inputs": _INPUTS.open(ring, _json(row["inputs"]), str(row["id"]))} for row in rows]
+
+
+def _json(value: Any) -> Any:
+    """A JSONB value: text on a bare driver, already decoded where a codec is set (the ORM's)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value

@@ -30,14 +30,14 @@ DO UPDATE SET attempts = c.attempts + 1, amount = c.amount + EXCLUDED.amount
 """
 
 _WINDOW_SUMS = ", ".join(
-    f"sum({metric}) FILTER (WHERE bucket > $4 - interval '{minutes} minutes'{' AND currency = $5' if metric == 'amount' else ''})"
+    f"sum({metric}) FILTER (WHERE bucket > $4::timestamptz - interval '{minutes} minutes'{' AND currency = $5' if metric == 'amount' else ''})"
     f" AS {metric}_{name}"
     for name, minutes in WINDOWS.items() for metric in ("attempts", "declines", "successes", "amount")
 )
 _READ = f"""
 SELECT c.kind, {_WINDOW_SUMS}
 FROM fraud_counters c JOIN unnest($2::text[], $3::text[]) AS k(kind, key) ON c.kind = k.kind AND c.key = k.key
-WHERE c.account_id = $1 AND c.bucket > $4 - interval '{max(WINDOWS.values())} minutes'
+WHERE c.account_id = $1 AND c.bucket > $4::timestamptz - interval '{max(WINDOWS.values())} minutes'
 GROUP BY c.kind
 """
 _STREAKS = """
