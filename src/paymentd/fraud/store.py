@@ -43,7 +43,7 @@ async def current(conn: asyncpg.Connection, account_id: uuid.UUID) -> rules.Rule
     if version == 0:
         return defaults_set()
     body = await conn.fetchval(
-        "SELECT body FROM fraud_rule_sets WHERE account_id = $1 AND version = $2", account_id, version)
+        "SELECT body::text FROM fraud_rule_sets WHERE account_id = $1 AND version = $2", account_id, version)
     parsed = rules.parse(_json(body), version)
     if len(_compiled) >= _CACHE_SIZE:
         _compiled.clear()
@@ -56,7 +56,7 @@ async def save(conn: asyncpg.Connection, account_id: uuid.UUID, body: Mapping[st
     """A new version (RuleSetInvalid before anything is written). `replaces`, when given,
     must be the current version: a lost update is a 409, never a silent overwrite."""
     # Serializes writers of one account (two PUTs at once would both read the same version).
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('fraud_rules:' || $1::text, 0))", account_id)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('fraud_rules:' || $1::uuid::text, 0))", account_id)
     before = await current(conn, account_id)
     if replaces is not None and replaces != before.version:
         raise Conflict(f"The rule set is at version {before.version}, not {replaces}: read it again and "
@@ -121,7 +121,7 @@ async def settle(conn: asyncpg.Connection, payment_id: uuid.UUID, outcome: str) 
     row = await conn.fetchrow(
         "UPDATE fraud_decisions SET outcome = $2 WHERE id = (SELECT id FROM fraud_decisions"
         " WHERE payment_id = $1 AND stage = 'confirm' AND outcome IS NULL AND action <> 'block'"
-        " ORDER BY created_at DESC LIMIT 1 FOR UPDATE) RETURNING account_id, keys, rule_set_version, attempt",
+        " ORDER BY created_at DESC LIMIT 1 FOR UPDATE) RETURNING account_id, keys::text, rule_set_version, attempt",
         payment_id, outcome)
     if row is None:
         return None
@@ -139,12 +139,12 @@ async def of_payment(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Sequenc
     """A payment's decisions, oldest first, inputs opened (for explaining them)."""
     ring = crypto.keyring()
     rows = await conn.fetch(
-        "SELECT id, stage, attempt, rule_set_version, fired, action, inputs, errors, outcome, created_at"
+        "SELECT id, stage, attempt, rule_set_version, fired, action, inputs::text, errors::text, outcome, created_at"
         " FROM fraud_decisions WHERE payment_id = $1 ORDER BY created_at, id", payment_id)
     return [{**dict(row), "fired": list(row["fired"]), "errors": _json(row["errors"]) if row["errors"] else None,
              "inputs": _INPUTS.open(ring, _json(row["inputs"]), str(row["id"]))} for row in rows]
 
 
-def _json(value: Any) -> Any:
-    """A JSONB value: text on a bare driver, already decoded where a codec is set (the ORM's)."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
+def _json(value: str | None) -> Any:
+    """A JSONB value read as text (`::text`: the same on a bare driver and on the ORM's, which decodes JSON)."""
+    return json.loads(value) if value is not None else None
