@@ -34,16 +34,21 @@ _WINDOW_SUMS = ", ".join(
     f" AS {metric}_{name}"
     for name, minutes in WINDOWS.items() for metric in ("attempts", "declines", "successes", "amount")
 )
+# LATERAL: one index range scan of (account, kind, key, bucket) per key, never the account's other keys.
 _READ = f"""
-SELECT c.kind, {_WINDOW_SUMS}
-FROM fraud_counters c JOIN unnest($2::text[], $3::text[]) AS k(kind, key) ON c.kind = k.kind AND c.key = k.key
-WHERE c.account_id = $1 AND c.bucket > $4::timestamptz - interval '{max(WINDOWS.values())} minutes'
-GROUP BY c.kind
+SELECT k.kind, w.*
+FROM unnest($2::text[], $3::text[]) AS k(kind, key)
+CROSS JOIN LATERAL (
+    SELECT {_WINDOW_SUMS} FROM fraud_counters c
+    WHERE c.account_id = $1 AND c.kind = k.kind AND c.key = k.key
+      AND c.bucket > $4::timestamptz - interval '{max(WINDOWS.values())} minutes'
+) AS w
 """
 _STREAKS = """
-SELECT s.kind, s.declines_in_row FROM fraud_streaks s
-JOIN unnest($2::text[], $3::text[]) AS k(kind, key) ON s.kind = k.kind AND s.key = k.key
-WHERE s.account_id = $1
+SELECT s.kind, s.declines_in_row
+FROM unnest($2::text[], $3::text[]) AS k(kind, key)
+JOIN LATERAL (SELECT kind, declines_in_row FROM fraud_streaks
+              WHERE account_id = $1 AND kind = k.kind AND key = k.key) AS s ON true
 """
 _COUNT_OUTCOME = """
 INSERT INTO fraud_counters AS c (account_id, kind, key, bucket, currency, declines, successes)
