@@ -153,6 +153,8 @@ def _rule(item: Any, param: str, types: Mapping[str, Any]) -> Rule:
     except rule_engine.EngineError as error:
         # Type mismatches (`amount > "x"`), bad attributes, bad literals: all found here.
         raise RuleSetInvalid(f"Rule `{rule_id}`: {error.message}.", f"{param}.condition") from None
+    except Exception:  # noqa: BLE001 - whatever else the parser trips on (nesting too deep...) is still a 400
+        raise RuleSetInvalid(f"Rule `{rule_id}`: the condition cannot be read.", f"{param}.condition") from None
     expression = compiled.statement.expression
     if expression.result_type not in (DataType.BOOLEAN, DataType.UNDEFINED) or any(
             isinstance(node, _REFUSED_NODES) for node in _nodes(expression)):

@@ -307,6 +307,10 @@ class PaymentService:
         """A fraud decision stored with what it does to the payment, in the caller's transaction
         (the payment locked or being inserted): a block cancels it, naming the rule."""
         await fraud_store.insert(conn, decision, actor.audit())
+        if decision.fired:  # shown in the payment's `risk.rules`, every stage's rules added up
+            payment.risk_rules = list(dict.fromkeys([*(payment.risk_rules or []), *decision.fired]))
+            if decision.action != "block":
+                await sql.save(conn, payment)
         if decision.action == "block":
             payment.last_payment_error = {
                 "type": "fraud_error", "code": "payment_blocked", "decline_code": None,
@@ -319,17 +323,21 @@ class PaymentService:
             await sql.close_open_attempts(conn, payment.id, outcome="blocked", error_code="payment_blocked",
                                           error_message=f"blocked by fraud rule {decision.fired[-1]}")
         elif decision.action == "review":
-            await self._open_review(conn, payment, decision)
+            await self._open_review(conn, payment, decision, actor)
 
-    async def _open_review(self, conn: asyncpg.Connection, payment: Payment, decision: fraud_store.Decision) -> None:
-        """THE call site where a rule's `review` opens a review (the reviews slice's
-        `paymentd.fraud.reviews.open_review`); the payment is held at requires_capture
-        by manual capture, and the decision and its `fraud.review` audit entry are stored."""
+    async def _open_review(
+        self, conn: asyncpg.Connection, payment: Payment, decision: fraud_store.Decision, actor: Actor
+    ) -> None:
+        """A rule's `review`: the payment is held at requires_capture by manual capture, and
+        its review is opened (reviews.py: approve captures, deny cancels, the deadline decides)."""
         if decision.stage == "confirm" and payment.stripe_payment_intent_id is not None:
             # The row says what the confirm will tell Stripe. (Before the PaymentIntent
             # exists the row keeps create's parameters: a re-sent create must match.)
             payment.capture_method = "manual"
             await sql.save(conn, payment)
+        rules = ", ".join(f for f in decision.fired)
+        await reviews.open_review(conn, payment=payment, reason=f"fraud rules: {rules}"[:200], source="rule",
+                                  actor=actor.audit())
 
     async def _open_attempt(
         self, conn: asyncpg.Connection, payment: Payment, data: PaymentConfirm, seed: uuid.UUID | None

@@ -388,6 +388,17 @@ async def _apply(deps: Deps, event_id: str) -> str:
     raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
 
 
+def _same_failure(recorded: dict | None, intent: ProviderPayment) -> bool:
+    """A failure report the payment has recorded already (our confirm's decline, its event
+    arriving late): it is about that attempt, so it closes no attempt opened since."""
+    error = intent.last_error
+    if recorded is None or error is None or intent.status is not ProviderStatus.requires_payment_method:
+        return False
+    # Not the method: Stripe names the PaymentMethod it made of a test alias, our record the alias.
+    return (recorded.get("code"), recorded.get("decline_code"), recorded.get("message")) == (
+        error.code, error.decline_code, error.message)
+
+
 async def _apply_payment(
     conn: asyncpg.Connection, event_id: str, event: ProviderEvent, payment: Payment, intent: ProviderPayment,
     actor: sync.Actor, *, verified: bool,
@@ -401,10 +412,11 @@ async def _apply_payment(
                   field=bad.field, detail=bad.detail)
         return await _finish(conn, event_id, f"{bad.outcome}; the processor's own answer")
     if (outcome := _refusal(payment, intent)) is None:
+        known_failure = _same_failure(payment.last_payment_error, intent)
         batch = sql.Batch()
         if sync.apply_provider_payment(batch, payment, intent, actor):
             await sql.save(conn, payment, batch)
-        if (settled := sync.confirmed_outcome(intent)) is not None:
+        if (settled := sync.confirmed_outcome(intent)) is not None and not known_failure:
             await sql.close_open_attempts(conn, payment.id, **asdict(settled))
         await reviews.note_processor_review(conn, payment, intent, actor.audit())
         outcome = APPLIED_VERIFIED if verified else APPLIED

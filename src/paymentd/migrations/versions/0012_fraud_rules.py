@@ -1,16 +1,16 @@
 """Fraud rules (issue 13): each account's rule sets (every version kept, so a decision
 can be explained later), the decisions, and the velocity counters the rules read.
 
-Revision ID: 0011_fraud_rules
-Revises: 0010_dashboard
+Revision ID: 0012_fraud_rules
+Revises: 0011_fraud_reviews
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-revision = "0011_fraud_rules"
-down_revision = "0010_dashboard"
+revision = "0012_fraud_rules"
+down_revision = "0011_fraud_reviews"
 branch_labels = None
 depends_on = None
 
