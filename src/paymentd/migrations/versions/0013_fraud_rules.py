@@ -1,16 +1,16 @@
 """Fraud rules (issue 13): each account's rule sets (every version kept, so a decision
 can be explained later), the decisions, and the velocity counters the rules read.
 
-Revision ID: 0012_fraud_rules
-Revises: 0011_fraud_reviews
+Revision ID: 0013_fraud_rules
+Revises: 0012_audit_lean
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-revision = "0012_fraud_rules"
-down_revision = "0011_fraud_reviews"
+revision = "0013_fraud_rules"
+down_revision = "0012_audit_lean"
 branch_labels = None
 depends_on = None
 
