@@ -274,3 +274,26 @@ async def test_the_list_pages_newest_first(api, database) -> None:
     assert [r["id"] for r in first["data"]] == ids[::-1][:2] and first["has_more"]
     rest = (await api.get("/api/reviews", params={"limit": 2, "cursor": first["next_cursor"]})).json()
     assert [r["id"] for r in rest["data"]] == [ids[0]] and not rest["has_more"]
+
+
+async def test_approving_what_stripe_closed_otherwise_is_409(hooked: Hooked, api, database, webhooks_off) -> None:
+    payment = await confirmed(api, "pm_card_riskLevelElevated")
+    intent = payment["stripe_payment_intent_id"]
+    # Refunded at Stripe directly, its review.closed never delivered: ours is still open.
+    httpx.post(f"{hooked.sim.url}/v1/refunds", headers=AUTH, data={"payment_intent": intent}).raise_for_status()
+    review_id = payment["review"]["id"]
+    response = await api.post(f"/api/reviews/{review_id}/approve")
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "review_closed" and "refunded" in response.json()["error"]["message"]
+    async with database.sql_connection() as conn:
+        row = await conn.fetchrow("SELECT status, decision FROM reviews WHERE id = $1", uuid.UUID(review_id))
+    assert tuple(row) == ("open", None)  # nothing claimed: the late review.closed will close it
+
+
+async def test_approving_what_stripe_approved_already_finishes_here(hooked: Hooked, api, webhooks_off) -> None:
+    payment = await confirmed(api, "pm_card_riskLevelElevated", capture_method="manual")
+    prv = stripe_review(hooked, payment["stripe_payment_intent_id"])["id"]
+    httpx.post(f"{hooked.sim.url}/v1/reviews/{prv}/approve", headers=AUTH).raise_for_status()
+    response = await api.post(f"/api/reviews/{payment['review']['id']}/approve", headers=WAIT)
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["payment"]["status"]) == ("approved", "succeeded")
