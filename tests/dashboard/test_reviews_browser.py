@@ -86,3 +86,16 @@ async def test_deciding_needs_payments_write(shopper: Shopper, paymentd, databas
 async def _key_id(database: Database, key: str) -> uuid.UUID:
     async with database.sql_connection() as conn:
         return await conn.fetchval("SELECT id FROM api_keys WHERE prefix = $1", key.split("_")[1])
+
+
+async def test_early_fraud_warnings_show_in_the_timeline(shopper: Shopper, paymentd, database: Database) -> None:
+    user = await shopper.user()
+    paid = await shopper.payment(user, "15.00")
+    async with database.sql_connection() as conn:  # as the warning's event handler stores it (fraud/events.py)
+        await conn.execute(
+            "INSERT INTO early_fraud_warnings (account_id, payment_id, provider_warning_id, fraud_type, actionable)"
+            " VALUES ($1, $2, 'issfr_dash_1', 'made_with_stolen_card', true)", shopper.account_id,
+            uuid.UUID(paid["id"]))
+    async with signed_in(paymentd.url, shopper.key) as client:
+        page = await client.get(f"/dashboard/payments/{paid['id']}")
+        assert "early fraud warning: made_with_stolen_card" in page.text and "issfr_dash_1" in page.text

@@ -187,7 +187,8 @@ async def _payment_context(request: Request, session: sessions.Session, payment_
                                             *([str(view.payment.review["id"])] if view.payment.review else [])])
     payment = view.payment
     return {
-        "view": view, "p": payment, "items": timeline.build(view, tried, audited),
+        "view": view, "p": payment,
+        "items": timeline.build(view, tried, audited, await timeline.fraud_warnings(database, parsed)),
         "can_capture": payment.status == PaymentStatus.requires_capture,
         "can_cancel": payment.status in CANCELABLE,
         "can_refund": payment.status in REFUNDABLE and payment.amount_received > payment.amount_refunded,

@@ -35,6 +35,13 @@ async def attempts(database: Database, payment_id: uuid.UUID) -> list[Any]:
             " FROM payment_attempts WHERE payment_id = $1 ORDER BY number", payment_id))
 
 
+async def fraud_warnings(database: Database, payment_id: uuid.UUID) -> list[Any]:
+    async with database.sql_connection() as conn:
+        return list(await conn.fetch(
+            "SELECT provider_warning_id, fraud_type, actionable, refund_id, created_at FROM early_fraud_warnings"
+            " WHERE payment_id = $1 ORDER BY created_at", payment_id))
+
+
 async def audit_entries(database: Database, account_id: uuid.UUID, object_ids: list[str]) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for object_id in object_ids:
@@ -48,7 +55,8 @@ def _shown(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
-def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]]) -> list[Item]:
+def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]],
+          warnings: list[Any] = ()) -> list[Item]:
     currency = view.payment.currency
     items: list[Item] = []
     for event in view.events:
@@ -69,6 +77,10 @@ def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]]) ->
         items.append(Item(dispute.created_at, "dispute",
                           f"dispute {Money.from_minor(dispute.amount, dispute.currency).to_api()} {dispute.currency}: "
                           f"{dispute.status}", dispute.reason or ""))
+    for warning in warnings:
+        items.append(Item(warning["created_at"], "warning", f"early fraud warning: {warning['fraud_type']}",
+                          ("actionable" if warning["actionable"] else "not actionable")
+                          + (" · refunded" if warning["refund_id"] else ""), warning["provider_warning_id"]))
     for entry in audited:
         actor = entry["actor"]["type"] + (f":{entry['actor']['id']}" if entry["actor"]["id"] else "")
         changes = ", ".join(f"{k}: {_shown(v[0])} → {_shown(v[1])}" for k, v in entry["changes"].items()
