@@ -115,17 +115,27 @@ async def browser() -> AsyncIterator[object]:
         await launched.close()
 
 
-@pytest.fixture
-async def watched(browser, paymentd) -> AsyncIterator[Watched]:  # type: ignore[no-untyped-def]
+@asynccontextmanager
+async def watching(browser, origin: str) -> AsyncIterator[Watched]:  # type: ignore[no-untyped-def]
+    """A fresh browser context on `origin`; on leaving, no request went to another host
+    and no console error was logged (except those the test allowed)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    seen = Watched(page, paymentd.url)
+    seen = Watched(page, origin)
     page.on("request", lambda request: seen.requests.append(request.url))
     page.on("console", lambda message: seen.errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: seen.errors.append(f"page error: {error}"))
-    yield seen
-    await context.close()
+    try:
+        yield seen
+    finally:
+        await context.close()
     foreign = [url for url in seen.requests if not url.startswith(f"{seen.origin}/")]
     assert not foreign, f"requests to another host: {foreign}"
     unexpected = [e for e in seen.errors if not any(a in e for a in seen.allowed)]
     assert not unexpected, f"console errors: {unexpected}"
+
+
+@pytest.fixture
+async def watched(browser, paymentd) -> AsyncIterator[Watched]:  # type: ignore[no-untyped-def]
+    async with watching(browser, paymentd.url) as seen:
+        yield seen
