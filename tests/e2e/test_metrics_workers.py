@@ -91,8 +91,11 @@ def test_counts_add_up_across_two_worker_processes(database_url: str, sim, tmp_p
 
         # Connections go to whichever worker accepts first, which a busy machine may leave
         # to one of them for a while: bursts of concurrent ones until both have served.
+        # /readyz answers once one worker is up; on a loaded machine the other may take a
+        # minute more to start accepting.
         warmup = 0
-        for _ in range(30):
+        settle = time.monotonic() + 240
+        while time.monotonic() < settle:
             with ThreadPoolExecutor(16) as pool:
                 codes = list(pool.map(lambda _: httpx.get(f"{url}/healthz", timeout=30).status_code, range(16)))
             assert codes == [200] * 16
@@ -101,6 +104,7 @@ def test_counts_add_up_across_two_worker_processes(database_url: str, sim, tmp_p
                     if total(values, "paymentd_http_requests_total", route="/healthz")]
             if len(busy) == 2:
                 break
+            time.sleep(1)
         assert len(busy) == 2, "one worker took every connection"
 
         headers = {"Authorization": f"Bearer {key}", "Prefer": "wait=20"}
