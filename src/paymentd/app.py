@@ -4,6 +4,7 @@ that opens the database and the payment provider."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from paymentd import __version__, crypto, logs, metrics, scrape
+from paymentd import __version__, crypto, drain, logs, metrics, scrape
 from paymentd.admission import Admission, AdmissionMiddleware
 from paymentd.audit import failures as audit_failures
 from paymentd.audit import signing as audit_signing
@@ -27,6 +28,7 @@ from paymentd.config import Settings, get_settings
 from paymentd.dashboard.routes import install_dashboard
 from paymentd.db import Database
 from paymentd.docs import install_docs
+from paymentd.drain import DrainMiddleware
 from paymentd.errors import InvalidRequest, MethodNotAllowed, NotFound, PaymentdError
 from paymentd.http import EdgeMiddleware, unexpected_error
 from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
@@ -125,13 +127,16 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         try:
             yield
         finally:
+            # uvicorn has waited for the requests in flight (drain.py); what is left of the
+            # same bound goes to the Stripe calls that outlived their requests.
+            stopping = drain.begun_at() or time.monotonic()
             if worker is not None:
                 await stop_worker(worker)
             failures.cancel()
             await asyncio.gather(failures, return_exceptions=True)
             await app.state.jobs.close()
-            # A rolling restart lets Stripe calls that outlived their requests finish.
-            await app.state.payments.background.drain(timeout=settings.max_wait_s)
+            await app.state.payments.background.drain(
+                timeout=drain.remaining(stopping, settings.shutdown_timeout_s) or 1.0)
             if provider is None:
                 await app.state.provider.aclose()
             await key_usage.stop()
@@ -159,6 +164,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.add_middleware(AdmissionMiddleware)
     app.add_middleware(AccessMiddleware)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, hsts=settings.hsts)
+    app.add_middleware(DrainMiddleware)  # outermost: even a refused request closes its connection
     _install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(payments_router)
@@ -214,6 +220,10 @@ def _install_operations(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz(request: Request) -> Response:
+        if drain.draining():
+            # First thing a SIGTERM changes: the load balancer takes this process out.
+            return JSONResponse({"status": "draining", "mode": "sandbox" if settings.sandbox else "live"},
+                                status_code=503)
         checks: dict[str, str] = {}
         try:
             async with request.app.state.database.transaction() as session:

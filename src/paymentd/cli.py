@@ -24,7 +24,7 @@ import typer
 
 from paymentd.audit import context as audit_context
 from paymentd.audit import signing as audit_signing
-from paymentd import crypto, logs, multiproc
+from paymentd import crypto, drain, logs, multiproc
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings, get_settings
@@ -356,17 +356,19 @@ def serve(
         _say("background jobs: a worker runs in each API process" if settings.run_worker
              else "background jobs: PAYMENTD_RUN_WORKER=false, run `paymentd worker` beside this")
         try:
-            uvicorn.run(
+            # SIGTERM drains (drain.py): /readyz 503 for PAYMENTD_DRAIN_DELAY_S, then the
+            # requests in flight get up to PAYMENTD_SHUTDOWN_TIMEOUT_S.
+            drain.run(uvicorn.Config(
                 "paymentd.app:create_app",
                 factory=True,
                 host=host,
                 port=port,
                 workers=workers,
                 access_log=False,
-                timeout_graceful_shutdown=20,
+                timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
                 forwarded_allow_ips=forwarded_allow_ips or settings.forwarded_allow_ips,
                 **tls_options,
-            )
+            ), delay_s=settings.drain_delay_s)
         finally:
             if sim is not None:
                 sim.stop()
@@ -420,8 +422,11 @@ def worker(
         audit_signing.require_configured(settings)
         _say("paymentd worker started")
         try:
+            # SIGTERM: no new job is fetched; running ones get PAYMENTD_SHUTDOWN_TIMEOUT_S, then
+            # are cancelled and retried by another worker (procrastinate's shutdown abort).
             _background(settings, url, lambda jobs, deps: jobs.run_worker(
-                deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True))
+                deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True,
+                shutdown_graceful_timeout=settings.shutdown_timeout_s))
         finally:
             from paymentd import metrics
 

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     stripe_rps: int = 100
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "PAYMENTD_REDIS_URL"))
     redis_key_prefix: str = "paymentd"  # one per deployment sharing a Redis
+    # How many processes (API processes, `--workers` children and job workers) share the
+    # Stripe limit. While Redis is unreachable each takes only 1/N of it, so together they
+    # never exceed it (providers/limiter.py).
+    stripe_processes: int = Field(1, ge=1)
+    # How often a process whose Redis failed tries it again (and how long after it answers
+    # the process keeps its share too, until every process has seen it back).
+    redis_retry_s: float = Field(2.0, gt=0)
     # How long a Stripe call may queue for the limiter. Requests stop waiting at their
     # budget (202); the call itself keeps its place in the queue this long. A burst of
     # 1,000 payments is ~2,000 calls, 20+ s at 100/s: the queue must outlast it.
@@ -115,6 +122,12 @@ class Settings(BaseSettings):
     # (admission.py). Unset: a quarter of max_in_flight.
     max_in_flight_reserve: int | None = Field(None, ge=0)
     max_wait_s: int = 30
+    # SIGTERM (drain.py): /readyz answers 503 "draining" this long before the listener closes,
+    # so a load balancer's health check takes the process out first (its interval x fall + 1 s).
+    drain_delay_s: float = Field(0.0, ge=0)
+    # Then at most this long for the requests in flight and the Stripe calls that outlived
+    # their requests, together; what is left unfinished the reconciler settles.
+    shutdown_timeout_s: float = Field(30.0, gt=0)
     max_body_bytes: int = 1_000_000
     # TLS served by paymentd itself (`serve --ssl-certfile --ssl-keyfile`): TLS 1.2+ only (tls.py),
     # and every response then says Strict-Transport-Security. Unset: plain HTTP, for a

@@ -1,0 +1,84 @@
+"""Short versions of the availability drills (bench/drills/): real processes, real signals.
+
+The full drills run longer and write bench/results/; these keep the same checks small enough
+for `make test` (each under about a minute on the shared two-core machine).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "drills"))
+
+from harness import Load, Stack, check  # noqa: E402
+
+from tests.support.databases import DEFAULT_ADMIN_URL  # noqa: E402
+
+pytestmark = pytest.mark.slow
+ADMIN = os.environ.get("PAYMENTD_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
+
+
+def test_sigterm_answers_draining_first_finishes_the_request_in_flight_then_exits() -> None:
+    env = {"PAYMENTD_DRAIN_DELAY_S": "2", "PAYMENTD_SHUTDOWN_TIMEOUT_S": "10"}
+    with Stack(servers=1, workers=0, redis="none", webhooks=False, env=env, admin_url=ADMIN,
+               sim_knobs={"latency_by_operation": {"POST /v1/payment_intents/{intent}/confirm":
+                                                   {"latency_ms": 2500}}}) as stack:
+        server = stack.servers[0]
+        auth = {"Authorization": f"Bearer {stack.key}"}
+        user = httpx.post(f"{server.url}/api/users", json={"email": "d@x.co", "name": "D"}, headers=auth).json()
+        payment = httpx.post(f"{server.url}/api/payments/create", json={"user_id": user["id"], "amount": "5.00"},
+                             headers=auth, timeout=30).json()
+        answers: dict[str, httpx.Response] = {}
+
+        def confirm() -> None:  # still waiting on "Stripe" when SIGTERM arrives
+            answers["confirm"] = httpx.post(
+                f"{server.url}/api/payments/confirm", timeout=30,
+                json={"payment_id": payment["id"], "payment_method": "pm_card_visa"},
+                headers={**auth, "Idempotency-Key": f"drain-{payment['id']}", "Prefer": "wait=10"})
+
+        caller = threading.Thread(target=confirm)
+        caller.start()
+        time.sleep(0.8)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = httpx.get(f"{server.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        alive = httpx.get(f"{server.url}/healthz", timeout=5)
+        assert alive.status_code == 200
+        assert alive.headers["connection"] == "close"  # keep-alive clients move elsewhere
+        caller.join(timeout=30)
+        assert answers["confirm"].status_code == 200, answers["confirm"].text
+        assert answers["confirm"].json()["status"] == "succeeded"
+        # uvicorn re-raises the SIGTERM it handled once shut down: the exit says "terminated, as asked"
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        took = time.monotonic() - signalled
+        assert 2 <= took < 2 + 10 + 5  # the drain delay, then at most the bound (and exit)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_rolling_restart_behind_haproxy_fails_no_request_and_loses_nothing() -> None:
+    env = {"PAYMENTD_DRAIN_DELAY_S": "1.5", "PAYMENTD_SHUTDOWN_TIMEOUT_S": "15"}
+    with Stack(servers=2, workers=1, haproxy=True, spare=1, env=env, admin_url=ADMIN,
+               sim_knobs={"latency_ms": 100, "latency_p99_ms": 400}) as stack:
+        with Load(stack.front_url, stack.key, rate=6, retry=False) as load:
+            time.sleep(2)
+            for server in list(stack.servers):
+                stack.surge_restart(server)
+            stack.restart(stack.workers[0])
+            time.sleep(2)
+        result = check(stack, load.ledger, settle_timeout=60)
+    assert load.ledger.failures() == {}, load.ledger.failures()
+    assert result["payments_created_acknowledged"] > 50
+    assert result["lost_payments"] == 0, result["lost_detail"]
+    assert result["duplicated_payments"] == 0, result["duplicated_detail"]
+    assert (result["jobs_failed"], result["jobs_unfinished"], result["webhooks_unprocessed"]) == (0, 0, 0), result
