@@ -244,6 +244,13 @@ def _install_operations(app: FastAPI, settings: Settings) -> None:
             "checks": checks,
             "circuit": getattr(provider, "circuit_state", "closed"),
         }
+        limiter = getattr(provider, "limiter", None)
+        if limiter is not None:
+            await limiter.probe()  # an idle process learns that Redis is back here
+            body["stripe_limiter"] = limiter.describe()
+            if ready and limiter.degraded:
+                # Still serving (200), at a conservative share of the Stripe limit.
+                body["status"] = "degraded"
         if settings.sandbox:
             body["warning"] = "SANDBOX MODE: payments go to the Stripe simulator; no money moves."
         return JSONResponse(body, status_code=200 if ready else 503)

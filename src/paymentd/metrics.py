@@ -63,6 +63,12 @@ CIRCUIT_OPEN = Gauge(
     "paymentd_stripe_circuit_open", "1 while the Stripe circuit breaker is open (the highest of the live processes)",
     multiprocess_mode="livemax")
 CIRCUIT_OPENED = Counter("paymentd_stripe_circuit_opened_total", "Times a process's Stripe circuit breaker opened")
+LIMITER_SHARED = Gauge(
+    "paymentd_stripe_limiter_shared",
+    "1 while Stripe calls are counted in Redis with every process's; 0 while a process limits itself to its "
+    "share (Redis lost) or counts alone (no REDIS_URL); the lowest of the live processes",
+    multiprocess_mode="livemin")
+LIMITER_REDIS_LOST = Counter("paymentd_stripe_limiter_redis_lost_total", "Times a process lost the limiter's Redis")
 SHED = Counter(
     "paymentd_requests_shed_total", "Requests answered 503 because the process was at capacity for too long")
 WEBHOOK_LAG = Histogram(
@@ -142,6 +148,13 @@ def circuit(opened: bool) -> None:
     CIRCUIT_OPEN.set(1 if opened else 0)
     if opened:
         CIRCUIT_OPENED.inc()
+
+
+def limiter_shared(shared: bool, *, lost: bool = False) -> None:
+    """The Stripe limiter counts in Redis (True) or in this process alone (False); `lost`: Redis just failed."""
+    LIMITER_SHARED.set(1 if shared else 0)
+    if lost:
+        LIMITER_REDIS_LOST.inc()
 
 
 def shed() -> None:

@@ -30,20 +30,30 @@ _MAX_BLOCKED = 10_000
 
 
 class _Counter:
-    """A `limits` strategy on the shared storage, with a per-process fallback."""
+    """A `limits` strategy on the shared storage, with a per-process fallback while the shared
+    storage fails, tried again every `retry_s` (so a Redis that comes back is used again)."""
 
-    def __init__(self, storage: Storage, strategy: type[RateLimiter]) -> None:
+    def __init__(self, storage: Storage, strategy: type[RateLimiter], retry_s: float = 2.0) -> None:
         self._strategy_type = strategy
         self._shared = strategy(storage)
         self._fallback: RateLimiter | None = None
+        self._retry_s = retry_s
+        self._retry_at = 0.0
 
     async def run(self, method: str, item: RateLimitItem, ident: str):  # type: ignore[no-untyped-def]
-        if self._fallback is None:
+        if self._fallback is None or time.monotonic() >= self._retry_at:
             try:
-                return await getattr(self._shared, method)(item, ident)
+                result = await getattr(self._shared, method)(item, ident)
             except StorageError:
-                log.warning("inbound_limit.storage_failed; counting in this process only", exc_info=True)
-                self._fallback = self._strategy_type(MemoryStorage())
+                if self._fallback is None:
+                    log.warning("inbound_limit.storage_failed; counting in this process only", exc_info=True)
+                    self._fallback = self._strategy_type(MemoryStorage())
+                self._retry_at = time.monotonic() + self._retry_s
+            else:
+                if self._fallback is not None:
+                    log.warning("inbound_limit.storage_back")
+                    self._fallback = None
+                return result
         return await getattr(self._fallback, method)(item, ident)
 
 
@@ -87,7 +97,7 @@ class Throttle:
     ) -> None:
         storage: Storage = (
             RedisStorage(_storage_uri(redis_url), implementation="redispy", key_prefix=key_prefix,
-                         wrap_exceptions=True)
+                         wrap_exceptions=True, socket_timeout=0.5, socket_connect_timeout=0.5)
             if redis_url
             else MemoryStorage()
         )

@@ -325,6 +325,8 @@ def build_guarded_provider(
         redis_url=settings.redis_url,
         per_endpoint=per_endpoint,
         key_prefix=key_prefix or settings.redis_key_prefix,
+        processes=settings.stripe_processes,
+        retry_s=settings.redis_retry_s,
     )
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s, on_change=metrics.circuit)
     set_hook = getattr(inner, "set_request_hook", None)

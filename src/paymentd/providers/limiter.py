@@ -20,6 +20,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from paymentd import metrics
+from paymentd.logs import log
 from paymentd.providers.base import ProviderUnavailable
 
 __all__ = [
@@ -126,8 +127,12 @@ class StripeRateLimiter:
     arrival, and the guard time absorbs the spread of send delays so the window also holds where
     Stripe measures it. Redis entries carry the client's wall clock: hosts must be NTP-synced.
 
-    If Redis fails, the process falls back to an in-process window with the same limit (logged
-    once); payments keep flowing and Stripe's own 429s, retried with the same key, cover the rest.
+    If Redis fails, the process falls back to an in-process window holding only its share of the
+    limit (rps // processes, where `processes` is how many paymentd processes share it), so all of
+    them together stay under it while none can count with the others. It says so (`degraded`,
+    /readyz, the `paymentd_stripe_limiter_shared` gauge), tries Redis again every `retry_s`, and
+    once Redis answers keeps counting its share locally too for `retry_s` + one window, by when
+    every other process has also seen Redis back and counts there again.
     """
 
     def __init__(
@@ -139,10 +144,15 @@ class StripeRateLimiter:
         key_prefix: str = "paymentd",
         guard_s: float = 0.1,
         spacing_s: float | None = None,
+        processes: int = 1,
+        retry_s: float = 2.0,
     ) -> None:
-        if rps <= 0:
-            raise ValueError("rps must be positive")
+        if rps <= 0 or processes < 1:
+            raise ValueError("rps and processes must be positive")
         self.rps = rps
+        self.processes = processes
+        self.retry_s = retry_s
+        self.share = max(1, rps // processes)
         self.guard_s = guard_s
         # Grants from this process are at least spacing_s apart (default 1/rps): a burst is
         # sent as a stream, so send delays stay short and even and the window's edges stay sharp.
@@ -155,12 +165,14 @@ class StripeRateLimiter:
                 implementation="redispy",
                 key_prefix=key_prefix,
                 wrap_exceptions=True,
+                # A Redis that does not answer must cost a call little: it is then skipped.
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
             )
             if redis_url
             else MemoryStorage()
         )
         self._strategy = MovingWindowRateLimiter(self._storage)
-        self._fallback: MovingWindowRateLimiter | None = None
         self._global = RateLimitItemPerSecond(rps, namespace="stripe")
         limits = STRIPE_ENDPOINT_LIMITS if per_endpoint is None else per_endpoint
         self._endpoint_items = {
@@ -168,6 +180,17 @@ class StripeRateLimiter:
             for key, n in limits.items()
             if n > 0
         }
+        # This process's share, counted in memory, while Redis cannot be used (and just after).
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._local_global = RateLimitItemPerSecond(self.share, namespace="stripe")
+        self._local_endpoint_items = {
+            key: RateLimitItemPerSecond(max(1, item.amount // processes), namespace="stripe-endpoint")
+            for key, item in self._endpoint_items.items()
+        }
+        self._down = False
+        self._next_try = 0.0
+        self._careful_until = 0.0
+        metrics.limiter_shared(self.shared)
         self._queue: deque[asyncio.Future[None]] = deque()
 
     # -- public
@@ -195,8 +218,9 @@ class StripeRateLimiter:
         try:
             ahead = len(self._queue) - 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or ahead / self.rps > remaining:
-                raise self._refused(max(ahead / self.rps, 1 / self.rps))
+            rps = self.share if self._down else self.rps
+            if remaining <= 0 or ahead / rps > remaining:
+                raise self._refused(max(ahead / rps, 1 / rps))
             try:
                 async with asyncio.timeout(remaining):
                     if ahead:
@@ -230,6 +254,31 @@ class StripeRateLimiter:
     def waiting(self) -> int:
         return len(self._queue)
 
+    @property
+    def degraded(self) -> bool:
+        """Redis is configured but this process cannot count there: it limits itself to its share."""
+        return self._down
+
+    def describe(self) -> dict[str, object]:
+        """For /readyz: how this process counts its Stripe calls now."""
+        if not self.shared:
+            return {"mode": "per_process", "rps": self.rps}
+        if self._down:
+            return {"mode": "degraded", "rps": self.share, "limit_rps": self.rps, "processes": self.processes,
+                    "reason": "Redis unreachable: this process limits itself to its share of the Stripe limit"}
+        return {"mode": "shared", "rps": self.rps}
+
+    async def probe(self) -> None:
+        """Try Redis now if it has failed and its retry is due (so an idle process sees it back)."""
+        if not (self.shared and self._down and time.monotonic() >= self._next_try):
+            return
+        try:
+            await self._strategy.get_window_stats(self._global, "global")
+        except StorageError:
+            self._went_down()
+        else:
+            self._came_back()
+
     async def aclose(self) -> None:
         if isinstance(self._storage, RedisStorage):
             with contextlib.suppress(Exception):
@@ -245,26 +294,52 @@ class StripeRateLimiter:
 
     async def _try_take(self, endpoint: str | None) -> float:
         """0 when a slot was taken (in every window that applies), else seconds to wait."""
-        try:
+        if not self.shared:
             return await self._take(self._strategy, endpoint)
+        now = time.monotonic()
+        if self._down and now < self._next_try:
+            return await self._take(self._local, endpoint, local=True)
+        careful = self._down or now < self._careful_until
+        if careful:
+            # Our share first: until every process counts in Redis again, some may still count
+            # only their share in memory, and Redis does not see those calls.
+            wait = await self._take(self._local, endpoint, local=True)
+            if wait > 0:
+                return wait
+        try:
+            wait = await self._take(self._strategy, endpoint)
         except StorageError:
-            if self._fallback is None:
-                import logging
+            self._went_down()
+            return 0.0 if careful else await self._take(self._local, endpoint, local=True)
+        if self._down:
+            self._came_back()
+        return wait
 
-                logging.getLogger(__name__).warning(
-                    "rate-limit storage failed; limiting Stripe calls per process until it is back",
-                    exc_info=True,
-                )
-                self._fallback = MovingWindowRateLimiter(MemoryStorage())
-            return await self._take(self._fallback, endpoint)
+    def _went_down(self) -> None:
+        self._next_try = time.monotonic() + self.retry_s
+        if not self._down:
+            self._down = True
+            metrics.limiter_shared(False, lost=True)
+            log.warning("stripe_limiter.redis_unreachable", share_rps=self.share, limit_rps=self.rps,
+                        processes=self.processes, retry_s=self.retry_s)
+
+    def _came_back(self) -> None:
+        self._down = False
+        # Others see Redis back within retry_s of us; a window later none counts only locally.
+        self._careful_until = time.monotonic() + self.retry_s + 1.0 + self.guard_s
+        metrics.limiter_shared(True)
+        log.warning("stripe_limiter.redis_back", limit_rps=self.rps)
 
     async def _take(
-        self, strategy: MovingWindowRateLimiter, endpoint: str | None
+        self, strategy: MovingWindowRateLimiter, endpoint: str | None, *, local: bool = False
     ) -> float:
-        windows: list[tuple[RateLimitItemPerSecond, str]] = [(self._global, "global")]
+        windows: list[tuple[RateLimitItemPerSecond, str]] = [
+            (self._local_global if local else self._global, "global")]
         special = self.limit_for(endpoint)
         if special is not None:
             key, item = special
+            if local:
+                item = self._local_endpoint_items[key]
             # "*" is per endpoint; a named family or endpoint shares one window.
             windows.append((item, endpoint if key == "*" else key))  # type: ignore[arg-type]
         waits = []
