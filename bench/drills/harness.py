@@ -152,7 +152,7 @@ class Stack:
         self.folder = Path(tempfile.mkdtemp(prefix="paymentd-drill-"))
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres")
-        self.keep, self.spare = keep, spare
+        self.keep, self.spare = keep or bool(os.environ.get("PAYMENTD_DRILL_KEEP")), spare
         self.procs: list[Proc] = []
         self.servers: list[Proc] = []
         self.workers: list[Proc] = []

@@ -422,16 +422,31 @@ def worker(
         audit_signing.require_configured(settings)
         _say("paymentd worker started")
         try:
-            # SIGTERM: no new job is fetched; running ones get PAYMENTD_SHUTDOWN_TIMEOUT_S, then
-            # are cancelled and retried by another worker (procrastinate's shutdown abort).
-            _background(settings, url, lambda jobs, deps: jobs.run_worker(
-                deps, concurrency=concurrency, name="paymentd-worker", install_signal_handlers=True,
-                shutdown_graceful_timeout=settings.shutdown_timeout_s))
+            _background(settings, url, lambda jobs, deps: _supervised_worker(jobs, deps, concurrency, settings))
         finally:
             from paymentd import metrics
 
             metrics.process_exit()
     _say("paymentd worker stopped")
+
+
+async def _supervised_worker(jobs, deps, concurrency: int, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The worker until SIGTERM/SIGINT. PostgreSQL restarting stops procrastinate's worker
+    by itself: it is started again (supervise_worker); only a signal ends it. On a signal no
+    new job is fetched; running ones get PAYMENTD_SHUTDOWN_TIMEOUT_S, then are cancelled and
+    retried by another worker (procrastinate's shutdown abort)."""
+    from paymentd.jobs.queue import supervise_worker
+
+    worker = asyncio.create_task(supervise_worker(
+        jobs, deps, concurrency=concurrency, name="paymentd-worker",
+        shutdown_graceful_timeout=settings.shutdown_timeout_s))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.cancel)
+    try:
+        await worker
+    except asyncio.CancelledError:
+        pass
 
 
 @app.command()

@@ -7,7 +7,7 @@ must be all-or-nothing, and never hold a transaction open across a Stripe call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -188,10 +188,26 @@ def store_unavailable(error: BaseException) -> bool:
     """PostgreSQL unreachable, restarting, or out of connections: worth a retry, not a bug."""
     if isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError, OSError)):
         return True
-    # Raised through SQLAlchemy (wrapped) or straight from the driver (payments/sql.py).
+    # Raised through SQLAlchemy (wrapped, sometimes twice: DBAPIError -> adapted error -> asyncpg's)
+    # or straight from the driver (payments/sql.py): the whole chain is looked at.
+    # OperatorInterventionError: "the database system is shutting down / starting up", a backend
+    # terminated by a restart or failover. InternalClientError: asyncpg's own state after such a
+    # loss ("another operation is in progress"); the transaction is gone either way.
     unavailable = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.TooManyConnectionsError,
-                   asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError, OSError)
-    return any(isinstance(e, unavailable) for e in (error, getattr(error, "orig", None), error.__cause__))
+                   asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InterfaceError,
+                   asyncpg.exceptions.InternalClientError, OSError)
+    return any(isinstance(e, unavailable) for e in _causes(error))
+
+
+def _causes(error: BaseException | None, depth: int = 6) -> Iterator[BaseException]:
+    seen = 0
+    while error is not None and seen < depth:
+        yield error
+        orig = getattr(error, "orig", None)
+        if isinstance(orig, BaseException) and orig is not error:
+            yield orig
+        error = error.__cause__ or (orig.__cause__ if isinstance(orig, BaseException) else None)
+        seen += 1
 
 
 async def retry_store(step: Callable[[], Awaitable[T]], *, attempts: int = 5, delay_s: float = 0.5) -> T:

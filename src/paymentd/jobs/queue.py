@@ -238,17 +238,22 @@ async def stop_worker(worker: asyncio.Task[Any], *, timeout_s: float = 15.0) -> 
     log.error("jobs.worker_did_not_stop")
 
 
-async def supervise_worker(jobs: Jobs, deps: Deps, *, concurrency: int = 4) -> None:
-    """The worker beside the API: restarted with backoff if it ever stops on an error
-    (database restart, lost connection), so the process never silently loses it."""
+async def supervise_worker(jobs: Jobs, deps: Deps, *, concurrency: int = 4, name: str = "paymentd-api-worker",
+                           **options: Any) -> None:
+    """A worker (beside the API, or `paymentd worker`) restarted with backoff if it ever stops
+    on an error (database restart, lost connection), so the process never silently loses it."""
     delay = 1.0
     while True:
         try:
-            await jobs.run_worker(deps, concurrency=concurrency, name="paymentd-api-worker")
-            return  # stopped on request
+            await jobs.run_worker(deps, concurrency=concurrency, name=name, **dict(options))
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return  # stopped on request
+            # procrastinate ends its worker by itself when it loses the database: start it again.
+            log.error("jobs.worker_stopped_by_itself", restart_in_s=delay)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - anything: log, wait, restart
             log.error("jobs.worker_crashed", error_type=type(error).__name__, error=str(error), restart_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 60.0)
