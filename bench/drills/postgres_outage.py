@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Ledger, Load, Stack, check, outcome_table, write_result  # noqa: E402
 
 
-def recovered_after(ledger: Ledger, back_at: float) -> float:
-    """Seconds from PostgreSQL's return to the last failed request sent."""
-    failed = [s.at for s in ledger.samples if s.kind not in ("ok", "202") and s.at >= back_at - 60]
+def recovered_after(ledger: Ledger, back_at: float, until: float = float("inf")) -> float:
+    """Seconds from PostgreSQL's return to the last failed request sent (before `until`)."""
+    failed = [s.at for s in ledger.samples if s.kind not in ("ok", "202") and back_at - 60 <= s.at < until]
     return round(max(0.0, max(failed) - back_at), 2) if failed else 0.0
 
 
@@ -57,8 +57,7 @@ def drill(*, rate: float, stop_s: float, warmup: float) -> tuple[dict, str]:
         "failed_total": sum(ledger.failures().values()),
         "gave_up (client abandoned after 40 tries)": dict(ledger.gave_up),
         "restart: PostgreSQL down s": round(restart_back - restart_at, 2),
-        "restart: failures until s after back": recovered_after(ledger, restart_back)
-        if ledger.failures(restart_at, stop_at) else 0.0,
+        "restart: failures until s after back": recovered_after(ledger, restart_back, stop_at),
         "stop: failures until s after back": recovered_after(ledger, stop_back),
         "slowest failed answer ms (stop)": slowest_failure_ms(ledger, stop_at, stop_back),
         "processes still running (never restarted)": alive,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import exc as sa_exc
 
 from paymentd.audit import context as audit_context
 from paymentd.audit import signing as audit_signing
@@ -655,7 +656,11 @@ def _demo_key(url: str, data_dir: Path) -> tuple[str, bool]:
         _, secret = await auth_service.create_key(session, DEMO_ACCOUNT, list(Scope), name="demo")
         return secret, False
 
-    secret, reused = _run(_with_session(url, work))
+    try:
+        secret, reused = _run(_with_session(url, work))
+    except sa_exc.IntegrityError:
+        # Another `serve` starting at the same moment created the demo account first.
+        secret, reused = _run(_with_session(url, work))
     if not reused:
         data_dir.mkdir(parents=True, exist_ok=True)
         fresh = path.with_suffix(".new")

@@ -12,6 +12,7 @@ are never stored, and a claim refused before any work (401, 403) is forgotten.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paymentd import crypto
 from paymentd.auth import keys
-from paymentd.db import Database
+from paymentd.db import Database, retry_store, store_unavailable
 from paymentd.errors import IdempotencyError, InvalidRequest, PaymentdError, PermissionDenied
 from paymentd.http import replay_body, send_error
 from paymentd.logs import log
@@ -135,6 +136,22 @@ def _sealed_where(account_id: uuid.UUID, key: str) -> dict[str, str]:
     return {"table": "idempotency_keys", "column": "response_body", "row_id": f"{account_id}/{key}"}
 
 
+_pending: set[asyncio.Task] = set()
+
+
+def _later(work) -> None:  # type: ignore[no-untyped-def]
+    """Run `work` beside the request; its failure is only logged (the lease still expires)."""
+    task = asyncio.create_task(work)
+    _pending.add(task)
+
+    def done(finished: asyncio.Task) -> None:
+        _pending.discard(finished)
+        if not finished.cancelled() and finished.exception() is not None:
+            log.warning("idempotency.finish_gave_up", error_type=type(finished.exception()).__name__)
+
+    task.add_done_callback(done)
+
+
 class IdempotencyMiddleware:
     """Wraps every POST under /api that carries an Idempotency-Key."""
 
@@ -182,20 +199,27 @@ class IdempotencyMiddleware:
         scope["state"]["idempotency_seed"] = claim.seed
         captured: dict = {"status": None, "headers": [], "body": bytearray(), "finished": False}
 
+        async def record() -> None:
+            if captured["status"] in (401, 403) and claim.fresh:
+                await store.release(principal.account_id, key)
+                return
+            await store.finish(
+                principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"]),
+                required_scopes=sorted(scope["state"].get("checked_scopes", ())),
+            )
+
         async def finish() -> None:
             if captured["finished"]:
                 return
             captured["finished"] = True
             try:
-                if captured["status"] in (401, 403) and claim.fresh:
-                    await store.release(principal.account_id, key)
-                    return
-                await store.finish(
-                    principal.account_id, key, captured["status"], captured["headers"], bytes(captured["body"]),
-                    required_scopes=sorted(scope["state"].get("checked_scopes", ())),
-                )
-            except Exception:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
+                await record()
+            except Exception as error:  # noqa: BLE001 - the lease expiring makes the key retryable anyway
                 log.exception("idempotency.finish_failed")
+                if store_unavailable(error):
+                    # PostgreSQL is away (restart, failover): record the outcome once it is back,
+                    # so the caller's retry is answered then, not after the whole lease.
+                    _later(retry_store(record, attempts=8, delay_s=0.5))
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
