@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "drills"))
 
-from harness import Load, Stack, check  # noqa: E402
+from harness import Load, Stack, check, wait_until  # noqa: E402
 
 from tests.support.databases import DEFAULT_ADMIN_URL  # noqa: E402
 
@@ -82,3 +82,37 @@ def test_rolling_restart_behind_haproxy_fails_no_request_and_loses_nothing() -> 
     assert result["lost_payments"] == 0, result["lost_detail"]
     assert result["duplicated_payments"] == 0, result["duplicated_detail"]
     assert (result["jobs_failed"], result["jobs_unfinished"], result["webhooks_unprocessed"]) == (0, 0, 0), result
+
+
+def test_redis_lost_under_load_serves_at_a_share_says_degraded_and_shares_again() -> None:
+    from tests.support.cluster import max_per_second
+
+    env = {"PAYMENTD_STRIPE_RPS": "20", "PAYMENTD_STRIPE_PROCESSES": "2", "PAYMENTD_REDIS_RETRY_S": "1"}
+    with Stack(servers=1, workers=0, redis="own", webhooks=False, env=env, admin_url=ADMIN,
+               sim_knobs={"latency_ms": 50, "rate_limit_rps": 20}) as stack:
+        server = stack.servers[0]
+        with Load(stack.front_url, stack.key, rate=3, retry=False) as load:
+            time.sleep(2)
+            lost_wall = time.time()
+            stack.redis.stop()
+            time.sleep(4)
+            during = httpx.get(f"{server.url}/readyz", timeout=10)
+            assert during.status_code == 200, during.text
+            assert during.json()["status"] == "degraded"
+            # 20/s aimed 10% under (18), half of it for each of the 2 processes.
+            assert during.json()["stripe_limiter"] == {
+                "mode": "degraded", "rps": 9, "limit_rps": 18, "processes": 2,
+                "reason": "Redis unreachable: this process limits itself to its share of the Stripe limit"}
+            assert "paymentd_stripe_limiter_shared 0.0" in httpx.get(f"{server.url}/metrics", timeout=10).text
+            time.sleep(2)
+            stack.redis.start()
+            back_wall = time.time()
+            wait_until(lambda: httpx.get(f"{server.url}/readyz", timeout=10).json()["status"] == "ready", 20,
+                       "the shared limit again")
+            time.sleep(1)
+        log = stack.sim("GET", "/_sim/requests")["data"]
+        result = check(stack, load.ledger, settle_timeout=60)
+    assert load.ledger.failures() == {}, load.ledger.failures()
+    outage = [r["timestamp"] for r in log if r["path"].startswith("/v1/") and lost_wall <= r["timestamp"] < back_wall]
+    assert outage and max_per_second(outage) <= 9
+    assert result["lost_payments"] == 0 and result["duplicated_payments"] == 0, result

@@ -97,7 +97,7 @@ class Throttle:
     ) -> None:
         storage: Storage = (
             RedisStorage(_storage_uri(redis_url), implementation="redispy", key_prefix=key_prefix,
-                         wrap_exceptions=True, socket_timeout=0.5, socket_connect_timeout=0.5)
+                         wrap_exceptions=True, socket_timeout=1.0, socket_connect_timeout=1.0)
             if redis_url
             else MemoryStorage()
         )

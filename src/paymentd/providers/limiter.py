@@ -166,8 +166,8 @@ class StripeRateLimiter:
                 key_prefix=key_prefix,
                 wrap_exceptions=True,
                 # A Redis that does not answer must cost a call little: it is then skipped.
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
             )
             if redis_url
             else MemoryStorage()
