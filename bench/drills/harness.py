@@ -233,15 +233,17 @@ class Stack:
                                          "Content-Type": "application/x-www-form-urlencoded"})
             answer.raise_for_status()
             secret = answer.json()["secret"]
-        self.env = base_env(
+        self.env = base_env(**{
+            "PAYMENTD_STRIPE_PROCESSES": str(self.n_servers + self.n_workers), **self.extra_env})
+        self.env.update(
             DATABASE_URL=self.database_url, STRIPE_API_BASE=sim.url,
             PAYMENTD_DATA_DIR=str(self.folder / "data"),  # the sandbox's keys, shared by every process
             PAYMENTD_REDIS_KEY_PREFIX=f"drill-{uuid.uuid4().hex[:8]}", PAYMENTD_LOG_LEVEL="WARNING",
-            PAYMENTD_RUN_WORKER="false", PAYMENTD_STRIPE_PROCESSES=str(self.n_servers + self.n_workers),
+            PAYMENTD_RUN_WORKER="false",
             **({"REDIS_URL": redis_url} if redis_url else {}),
             **({"STRIPE_WEBHOOK_SECRET": secret} if secret else {}),
-            **self.extra_env,
         )
+        self.env.update(self.extra_env)
         self.cli("migrate")
         account = f"drill-{uuid.uuid4().hex[:8]}"
         self.account_id = self.cli("account", "create", account)
