@@ -84,10 +84,10 @@ class Database:
         # emails or metadata into logs or stored error fields.
         # async_creator: every connection is asyncpg's own parse of the libpq URL, so
         # `?sslmode=verify-full&sslrootcert=...` means what it means to psql.
-        dsn = libpq_url(url)
+        dsn, connect_timeout = _without_connect_timeout(libpq_url(url))
         self.engine: AsyncEngine = create_async_engine(
             async_url(url), pool_size=pool_size, max_overflow=pool_size // 2, pool_timeout=10, hide_parameters=True,
-            async_creator=lambda: asyncpg.connect(dsn),
+            async_creator=lambda: asyncpg.connect(dsn, timeout=connect_timeout),
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.audit_heads = audit_writer.Heads()
@@ -151,6 +151,28 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# A new connection to a primary that does not answer at all (a failover's old address) gives up
+# after this long unless the URL says `connect_timeout=N` (libpq's name; psycopg reads it itself).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+
+
+def _without_connect_timeout(dsn: str) -> tuple[str, float]:
+    """asyncpg does not read libpq's `connect_timeout` (it would send it to the server as a
+    setting): take it out of the URL and give it to asyncpg.connect as its timeout."""
+    parsed = make_url(dsn)
+    value = parsed.query.get("connect_timeout")
+    if value is None:
+        return dsn, DEFAULT_CONNECT_TIMEOUT_S
+    value = value if isinstance(value, str) else value[-1]
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("DATABASE_URL's connect_timeout must be a number of seconds") from None
+    if seconds <= 0:
+        seconds = DEFAULT_CONNECT_TIMEOUT_S  # libpq: 0 means "wait forever"; never here
+    return parsed.difference_update_query(["connect_timeout"]).render_as_string(hide_password=False), seconds
 
 
 class RowSink(Protocol):
