@@ -415,8 +415,11 @@ class Load:
                 headers = {"Idempotency-Key": idem} if method == "POST" else {}
                 async with client.request(method, path, json=body, headers=headers) as response:
                     status = response.status
-                    answer = await response.json(content_type=None)
                     retry_after = float(response.headers.get("retry-after", "0.5"))
+                    try:
+                        answer = await response.json(content_type=None)
+                    except json.JSONDecodeError:  # not paymentd's answer (the front's own error page)
+                        answer = {"error": {"code": "not_paymentd_json"}}
             except aiohttp.ClientConnectorError:
                 kind, status, answer = "connect", 0, {}
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
@@ -477,7 +480,7 @@ def stripe_intents(stack: Stack) -> dict[str, dict]:
         after = page["data"][-1]["id"]
 
 
-def check(stack: Stack, ledger: Ledger, *, settle_timeout: float = 120) -> dict[str, Any]:
+def check(stack: Stack, ledger: Ledger, *, settle_timeout: float = 240) -> dict[str, Any]:
     """The database against the client's ledger and the simulator's records, once every
     accepted payment has settled (or `settle_timeout` passed: then what has not is reported).
 

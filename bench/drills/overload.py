@@ -87,7 +87,7 @@ def drill(*, rate: float, factor: float, overload_s: float, warmup: float) -> tu
         ledger = Ledger(samples=sorted(base.ledger.samples + extra.ledger.samples, key=lambda s: s.at),
                         created={**base.ledger.created, **extra.ledger.created},
                         confirm_accepted=base.ledger.confirm_accepted | extra.ledger.confirm_accepted)
-        result = check(stack, ledger, settle_timeout=120)
+        result = check(stack, ledger)
     windows = [("before", 0, began), (f"{factor}x load", began, ended), ("after", ended, done)]
     summary = {
         "requests": len(ledger.samples),

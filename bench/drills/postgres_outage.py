@@ -50,7 +50,7 @@ def drill(*, rate: float, stop_s: float, warmup: float) -> tuple[dict, str]:
             time.sleep(warmup * 2)
             ended = time.monotonic()
         alive = {p.name: p.alive() for p in [*stack.servers, *stack.workers]}
-        result = check(stack, load.ledger, settle_timeout=180)
+        result = check(stack, load.ledger)
         ledger = load.ledger
     summary = {
         "requests": len(ledger.samples),

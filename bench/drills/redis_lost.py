@@ -54,7 +54,7 @@ def drill(*, rate: float, stripe_rps: int, lost_s: float, warmup: float) -> tupl
             ended = time.monotonic()
         after = readiness(stack)
         log = stack.sim("GET", "/_sim/requests")["data"]
-        result = check(stack, load.ledger, settle_timeout=120)
+        result = check(stack, load.ledger)
         ledger = load.ledger
     stamps = [r["timestamp"] for r in log if r["path"].startswith("/v1/")]
     outage = [t for t in stamps if lost_wall <= t < back_wall]

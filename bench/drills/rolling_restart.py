@@ -38,7 +38,7 @@ def drill(*, servers: int, workers: int, rate: float, rounds: int, warmup: float
             event_end = time.monotonic()
             time.sleep(warmup)
         after_end = time.monotonic()
-        result = check(stack, load.ledger)
+        result = check(stack, load.ledger, settle_timeout=300)
         ledger = load.ledger
     failed = sum(ledger.failures(event_start, event_end).values())
     summary = {"requests": len(ledger.samples), "failed_total": sum(ledger.failures().values()),
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--drain-delay", type=float, default=2.0)
+    parser.add_argument("--drain-delay", type=float, default=3.0)
     parser.add_argument("--latency-ms", type=int, default=150)
     parser.add_argument("--in-place", action="store_true",
                         help="restart each API process on its own port (capacity drops by one meanwhile)")

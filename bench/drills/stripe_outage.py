@@ -49,7 +49,7 @@ def drill(*, rate: float, outage_s: float, warmup: float) -> tuple[dict, str]:
                 windows.append((f"Stripe {name}", began, back))
                 time.sleep(warmup * 2)
                 windows.append((f"after {name}", back, time.monotonic()))
-        result = check(stack, load.ledger, settle_timeout=120)
+        result = check(stack, load.ledger)
         ledger = load.ledger
         breaker = [httpx.get(f"{s.url}/readyz", timeout=5).json().get("circuit") for s in stack.servers]
     summary = {

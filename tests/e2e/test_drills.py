@@ -67,7 +67,7 @@ def test_sigterm_answers_draining_first_finishes_the_request_in_flight_then_exit
 
 
 def test_rolling_restart_behind_haproxy_fails_no_request_and_loses_nothing() -> None:
-    env = {"PAYMENTD_DRAIN_DELAY_S": "1.5", "PAYMENTD_SHUTDOWN_TIMEOUT_S": "15"}
+    env = {"PAYMENTD_DRAIN_DELAY_S": "3", "PAYMENTD_SHUTDOWN_TIMEOUT_S": "15"}
     with Stack(servers=2, workers=1, haproxy=True, spare=1, env=env, admin_url=ADMIN,
                sim_knobs={"latency_ms": 100, "latency_p99_ms": 400}) as stack:
         with Load(stack.front_url, stack.key, rate=6, retry=False) as load:
