@@ -19,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from paymentd.audit import entries as audit_buffers
 from paymentd.audit import writer as audit_writer
+from paymentd.outbound import pending as outbound_pending
 
 
 T = TypeVar("T")
@@ -120,15 +121,18 @@ class Database:
         cost more CPU than the statements."""
         async with self.sql_connection() as driver:
             entries = audit_buffers.open_buffer(driver)
+            outbound_pending.open_buffer(driver)
             head = None
             callbacks = _after_by_connection[id(driver)] = []
             try:
                 async with driver.transaction():
                     yield driver
+                    await outbound_pending.flush(driver)  # events emitted on the bare connection
                     head = await audit_writer.seal(driver, entries, self.audit_heads)  # last, just before COMMIT
                 if head is not None:  # committed
                     self.audit_heads.give_back(head)
             finally:
+                outbound_pending.close_buffer(driver)
                 audit_buffers.close_buffer(driver)
                 _after_by_connection.pop(id(driver), None)
             _committed(entries, callbacks)

@@ -103,6 +103,13 @@ FIELDS: list[Field] = [
     Field("audit_entries", "personal", TEXT, _UUID),
     # What a fraud decision's rules saw: the payer's email, IP and user agent among it.
     Field("fraud_decisions", "inputs", JSON, _UUID),
+    # Outbound webhooks (outbound/): the signing secrets, free text, and what was sent
+    # and answered (the object as GET shows it: emails, names, metadata).
+    Field("webhook_endpoints", "secret", TEXT, _UUID),
+    Field("webhook_endpoints", "previous_secret", TEXT, _UUID),
+    Field("webhook_endpoints", "description", TEXT, _UUID),
+    Field("outbound_events", "payload", JSON, (("id", "text"),)),
+    Field("webhook_deliveries", "response_body", TEXT, _UUID),
 ]
 
 

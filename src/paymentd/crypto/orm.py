@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from paymentd import crypto
 from paymentd.crypto.fields import Field, comparable, of_table
+from paymentd.outbound.models import OutboundEvent, WebhookDelivery, WebhookEndpoint
 from paymentd.payments.models import Payment
 from paymentd.receipts.models import ReceiptEmail
 from paymentd.users.models import User
@@ -48,7 +49,8 @@ class _Mapped:
         return field.row_id(lambda name: getattr(target, self.keys[name]))
 
 
-_CLASSES = {cls: _Mapped(cls) for cls in (User, Payment, ReceiptEmail, WebhookEvent)}
+_CLASSES = {cls: _Mapped(cls) for cls in (User, Payment, ReceiptEmail, WebhookEvent, WebhookEndpoint, OutboundEvent,
+                                         WebhookDelivery)}
 
 
 def _before_write(mapper: Mapper, connection: Any, target: Any) -> None:

@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, outbound
 from paymentd.disputes.models import CLOSED, LOST, WON, Dispute, rank
+from paymentd.disputes.schemas import present_dispute
 from paymentd.logs import log
 from paymentd.payments import repository as payments_repository
 from paymentd.payments import consistency, sync
@@ -133,7 +134,7 @@ async def _record(
     now = datetime.now(UTC)
     closed = report.status in CLOSED
     if row is None:
-        session.add(Dispute(
+        session.add(row := Dispute(
             account_id=payment.account_id, payment_id=payment.id, provider_dispute_id=report.id,
             charge_id=report.charge_id, amount=report.amount, currency=report.currency or payment.currency,
             reason=report.reason, status=report.status, outcome=CLOSED.get(report.status),
@@ -142,8 +143,10 @@ async def _record(
         ))
         await session.flush()
         _audit(session, payment, report, "dispute.opened", None, actor)
+        _emit(session, row, "dispute.created")
         if closed:
             _audit(session, payment, report, "dispute.closed", None, actor)
+            _emit(session, row, "dispute.closed")
         return f"dispute {report.status}"
     if row.status in CLOSED or rank(report.status) < rank(row.status):
         return f"dispute stays {row.status} ({report.status} reported)"
@@ -159,9 +162,16 @@ async def _record(
     await session.flush()
     if closed:
         _audit(session, payment, report, "dispute.closed", before, actor)
+        _emit(session, row, "dispute.closed")
     elif before != row.status:
         _audit(session, payment, report, "dispute.status_changed", before, actor)
     return f"dispute {report.status}"
+
+
+def _emit(session: AsyncSession, dispute: Dispute, kind: str) -> None:
+    """The merchant's webhook about the dispute, as it now stands."""
+    outbound.emit(session, kind, account_id=dispute.account_id, object_type="dispute", object_id=dispute.id,
+                  payload=present_dispute(dispute).model_dump(mode="json"))
 
 
 def _audit(session: AsyncSession, payment: Payment, report: DisputeReport, action: str, before: str | None,

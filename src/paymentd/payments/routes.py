@@ -27,6 +27,7 @@ from paymentd.payments.schemas import (
     PaymentEventOut,
     PaymentOut,
     PaymentPage,
+    present_payment,
 )
 from paymentd.refunds.schemas import present_refund
 from paymentd.schemas import API_ERRORS, error_responses
@@ -42,35 +43,7 @@ Service = Annotated[payments.PaymentService, Depends(get_service)]
 RequestId = Annotated[str, Depends(request_id)]
 
 
-def present(payment: Payment) -> PaymentOut:
-    def money(minor: int) -> str:
-        return Money.from_minor(minor, payment.currency).to_api()
-
-    return PaymentOut(
-        id=payment.id,
-        user_id=payment.user_id,
-        amount=money(payment.amount),
-        currency=payment.currency,
-        status=payment.status,
-        amount_refunded=money(payment.amount_refunded),
-        amount_capturable=money(payment.amount_capturable),
-        amount_received=money(payment.amount_received),
-        payment_method_types=payment.payment_method_types,
-        payment_method=payment.payment_method,
-        capture_method=payment.capture_method,
-        description=payment.description,
-        metadata=payment.metadata_,
-        receipt_email=payment.receipt_email,
-        client_secret=payment.client_secret,
-        stripe_payment_intent_id=payment.stripe_payment_intent_id,
-        next_action=payment.next_action,
-        last_payment_error=payment.last_payment_error,
-        receipt_number=payment.receipt_number,
-        risk=present_risk(payment),
-        review=present_review(payment),
-        created_at=payment.created_at,
-        updated_at=payment.updated_at,
-    )
+present = present_payment  # the payment object of API.md, also in outbound webhooks
 
 
 def present_event(event: PaymentEvent) -> PaymentEventOut:

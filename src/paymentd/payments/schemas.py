@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, IPvAnyAddress
 
 from paymentd.disputes.schemas import DisputeOut
-from paymentd.fraud.schemas import EarlyFraudWarningOut, ReviewOut, RiskOut
+from paymentd.fraud.schemas import EarlyFraudWarningOut, ReviewOut, RiskOut, present_review, present_risk
+from paymentd.money import Money
+from paymentd.payments.models import Payment
 from paymentd.schemas import (
     Amount,
     Currency,
@@ -126,3 +128,35 @@ class PaymentPage(BaseModel):
     data: list[PaymentOut]
     has_more: bool
     next_cursor: str | None
+
+
+def present_payment(payment: Payment) -> PaymentOut:
+    """The payment as GET shows it (without its lists), for answers and outbound events."""
+    def money(minor: int) -> str:
+        return Money.from_minor(minor, payment.currency).to_api()
+
+    return PaymentOut(
+        id=payment.id,
+        user_id=payment.user_id,
+        amount=money(payment.amount),
+        currency=payment.currency,
+        status=payment.status,
+        amount_refunded=money(payment.amount_refunded),
+        amount_capturable=money(payment.amount_capturable),
+        amount_received=money(payment.amount_received),
+        payment_method_types=payment.payment_method_types,
+        payment_method=payment.payment_method,
+        capture_method=payment.capture_method,
+        description=payment.description,
+        metadata=payment.metadata_,
+        receipt_email=payment.receipt_email,
+        client_secret=payment.client_secret,
+        stripe_payment_intent_id=payment.stripe_payment_intent_id,
+        next_action=payment.next_action,
+        last_payment_error=payment.last_payment_error,
+        receipt_number=payment.receipt_number,
+        risk=present_risk(payment),
+        review=present_review(payment),
+        created_at=payment.created_at,
+        updated_at=payment.updated_at,
+    )

@@ -198,6 +198,7 @@ class PaymentService:
                 await sql.insert(conn, (payment, sync.status_event(payment, None, payment.status, actor)))
                 audit.record(conn, "payment.created", account_id=payment.account_id, object_type="payment",
                              object_id=payment.id, actor=actor.audit(), changes=_created(payment))
+                sync.emit_payment_event(conn, payment, None)  # payment.created
                 if decision is not None:
                     await self._apply_decision(conn, payment, decision, actor)
             return payment
@@ -415,17 +416,19 @@ class PaymentService:
     ) -> None:
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
-            if declined.payment is not None:
-                sync.apply_provider_payment(session, payment, declined.payment, actor)
-            elif can_move(PaymentStatus(payment.status), PaymentStatus.requires_payment_method):
-                sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
-            payment.last_payment_error = {
+            error = {
                 "type": "card_error",
                 "code": declined.code,
                 "decline_code": declined.decline_code,
                 "message": declined.message,
-                "payment_method": payment.payment_method,
             }
+            if declined.payment is not None:
+                sync.apply_provider_payment(session, payment, declined.payment, actor)  # Stripe's error, then the move
+            elif can_move(PaymentStatus(payment.status), PaymentStatus.requires_payment_method):
+                # The error first: the move's webhook (payment.failed) carries it.
+                payment.last_payment_error = {**error, "payment_method": payment.payment_method}
+                sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
+            payment.last_payment_error = {**error, "payment_method": payment.payment_method}
             attempt = await repository.attempt(session, payment_id, number)
             attempt.outcome = "failed"
             attempt.error_code = declined.code

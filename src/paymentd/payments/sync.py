@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, outbound
 from paymentd.audit import context as audit_context
 from paymentd.db import Database, RowSink, driver_of
 from paymentd.fraud import reviews
 from paymentd.logs import log
 from paymentd.payments import consistency, repository, sql
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
+from paymentd.payments.schemas import present_payment
 from paymentd.payments.states import PaymentStatus, can_move, transition
 from paymentd.providers.base import (
     PaymentMethodInfo,
@@ -119,6 +120,15 @@ def move(session: RowSink, payment: Payment, target: PaymentStatus, actor: Actor
     audit.record(session, "payment.status_changed", account_id=payment.account_id, object_type="payment",
                  object_id=payment.id, changes={"status": (current, payment.status)}, actor=actor.audit())
     note_status_move(session, payment, current, payment.status)  # the receipt email, on first success
+    emit_payment_event(session, payment, current)
+
+
+def emit_payment_event(session: RowSink, payment: Payment, from_status: str | None) -> None:
+    """The merchant's webhook for the payment's move, as the payment now stands (callers
+    set every field the move changes, the error of a decline too, before moving)."""
+    if (kind := outbound.payment_event_type(from_status, payment.status)) is not None:
+        outbound.emit(session, kind, account_id=payment.account_id, object_type="payment", object_id=payment.id,
+                      payload=present_payment(payment).model_dump(mode="json"))
 
 
 def status_event(payment: Payment, current: str | None, target: str, actor: Actor) -> PaymentEvent:

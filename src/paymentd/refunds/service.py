@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, outbound
 from paymentd.auth.service import Principal
 from paymentd.db import Database
 from paymentd.errors import Conflict, NotFound, PaymentdError
@@ -37,7 +37,9 @@ from paymentd.payments.sync import Actor
 from paymentd.providers import base as provider_types
 from paymentd.providers.base import PaymentProvider, ProviderRefund
 from paymentd.refunds import repository
+from paymentd.outbound.types import REFUND_MOVES
 from paymentd.refunds.models import FAILED, MOVES, PENDING, STATUSES, Refund
+from paymentd.refunds.schemas import present_refund
 from paymentd.refunds.schemas import RefundCreate
 
 # Money has been captured: refunds may follow. (`refunded` too: a refund that failed
@@ -201,7 +203,16 @@ async def _reserve(
     return refund
 
 
+def _emit(session: AsyncSession, refund: Refund, kind: str | None) -> None:
+    """The merchant's webhook about the refund, as it now stands."""
+    if kind is not None:
+        outbound.emit(session, kind, account_id=refund.account_id, object_type="refund", object_id=refund.id,
+                      payload=present_refund(refund).model_dump(mode="json"))
+
+
 def _created(session: AsyncSession, refund: Refund, actor: Actor | None) -> None:
+    _emit(session, refund, "refund.created")
+    _emit(session, refund, REFUND_MOVES.get(refund.status))  # one recorded already settled (made at Stripe)
     audit.record(session, "refund.created", account_id=refund.account_id, object_type="refund", object_id=refund.id,
                  actor=actor.audit() if actor else None, changes={
                      "payment_id": (None, refund.payment_id), "amount": (None, refund.amount),
@@ -210,6 +221,7 @@ def _created(session: AsyncSession, refund: Refund, actor: Actor | None) -> None
 
 
 def _status_changed(session: AsyncSession, refund: Refund, before: str, actor: Actor | None) -> None:
+    _emit(session, refund, REFUND_MOVES.get(refund.status))
     audit.record(session, "refund.status_changed", account_id=refund.account_id, object_type="refund",
                  object_id=refund.id, actor=actor.audit() if actor else None,
                  changes={"status": (before, refund.status), "failure_reason": (None, refund.failure_reason)}
@@ -306,6 +318,7 @@ async def apply_refund_event(session: AsyncSession, provider_refund: ProviderRef
                     provider_refund_id=provider_refund.id, failure_reason=provider_refund.failure_reason)
     session.add(refund)
     await session.flush()
+    await session.refresh(refund)  # its created_at, for the webhook
     _created(session, refund, actor)
     await settle_payment(session, payment, actor)
     log.info("refund.recorded_external", refund_id=str(refund.id), payment_id=str(payment.id))
