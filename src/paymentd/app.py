@@ -35,6 +35,9 @@ from paymentd.idempotency import IdempotencyMiddleware, IdempotencyStore
 from paymentd.jobs.deps import Deps
 from paymentd.jobs.queue import Jobs, stop_worker, supervise_worker
 from paymentd.logs import log
+from paymentd.outbound.endpoints import Endpoints
+from paymentd.outbound.routes import router as outbound_router
+from paymentd.outbound.runtime import Runtime as OutboundRuntime
 from paymentd.payments.routes import router as payments_router
 from paymentd.payments.service import PaymentService
 from paymentd.fraud import geo
@@ -71,8 +74,11 @@ def build_provider(settings: Settings) -> PaymentProvider:
     return build_guarded_provider(stripe_provider, settings)
 
 
-def create_app(settings: Settings | None = None, *, provider: PaymentProvider | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, provider: PaymentProvider | None = None,
+               outbound: OutboundRuntime | None = None) -> FastAPI:
+    """`outbound`: the webhooks' resolver and clock (tests inject theirs)."""
     settings = settings or get_settings()
+    outbound = outbound or OutboundRuntime()
     logs.configure(settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
@@ -118,11 +124,13 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
         # API process: with `--workers N` that is N workers, which procrastinate is
         # built for, and uvicorn's supervisor restarts it with its process.
         app.state.jobs = Jobs(settings.database_url, reconcile_interval_s=settings.reconcile_interval_s,
-                              audit_checkpoint_interval_s=settings.audit_checkpoint_interval_s)
+                              audit_checkpoint_interval_s=settings.audit_checkpoint_interval_s,
+                              webhooks_sweep_interval_s=settings.webhooks_sweep_interval_s)
+        app.state.endpoints = Endpoints(database, settings, outbound)
         await app.state.jobs.open()
         worker = None
         if settings.run_worker:
-            deps = Deps(database, app.state.provider, settings)
+            deps = Deps(database, app.state.provider, settings, outbound)
             worker = asyncio.create_task(supervise_worker(app.state.jobs, deps), name="paymentd-worker")
         try:
             yield
@@ -175,6 +183,7 @@ def create_app(settings: Settings | None = None, *, provider: PaymentProvider | 
     app.include_router(audit_router)
     app.include_router(reviews_router)
     app.include_router(rules_router)
+    app.include_router(outbound_router)
     app.include_router(webhooks_router)  # no API key: Stripe-Signature is its authentication
     _install_operations(app, settings)
     install_docs(app)

@@ -398,6 +398,7 @@ def _background(settings: Settings, url: str, work):  # type: ignore[no-untyped-
         database = Database(url, pool_size=10)
         provider = build_provider(settings)
         jobs = Jobs(url, reconcile_interval_s=settings.reconcile_interval_s,
+                    webhooks_sweep_interval_s=settings.webhooks_sweep_interval_s,
                     audit_checkpoint_interval_s=settings.audit_checkpoint_interval_s)
         await jobs.open()
         try:

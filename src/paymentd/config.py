@@ -170,6 +170,25 @@ class Settings(BaseSettings):
     fraud_rules_enabled: bool = True
     # IP -> country table for the `ip_country` input (fraud/geo.py); unset: unknown.
     ip_countries_file: Path | None = None
+    # Outbound webhooks to the merchant's endpoints (outbound/). Private targets (loopback,
+    # private, link-local, CGNAT, metadata addresses; plain http) are refused unless allowed;
+    # unset: allowed in sandbox mode only.
+    webhooks_allow_private_targets: bool | None = None
+    webhooks_timeout_s: float = Field(5.0, gt=0, le=30)
+    # Retries: exponential backoff with jitter from base to cap, until give_up_after_s
+    # (about three days) after the delivery was created (or redelivered by hand).
+    webhooks_retry_base_s: float = Field(5.0, gt=0)
+    webhooks_retry_cap_s: float = Field(6 * 3600.0, gt=0)
+    webhooks_give_up_after_s: float = Field(3 * 86400.0, gt=0)
+    # An endpoint failing every delivery this many times in a row, for at least this
+    # long, is paused (status_reason says why) until the merchant resumes it.
+    webhooks_pause_after_failures: int = Field(20, ge=1)
+    webhooks_pause_after_s: float = Field(24 * 3600.0, ge=0)
+    # A delivery job stays on its endpoint for retries due within this long (else the sweep,
+    # every webhooks_sweep_interval_s, picks them up); sends at most this many at once.
+    webhooks_linger_s: float = Field(10.0, ge=0)
+    webhooks_sweep_interval_s: int = Field(10, ge=1)
+    webhooks_concurrency: int = Field(8, ge=1, le=100)
 
     # Logs.
     log_level: str = "INFO"
@@ -198,6 +217,12 @@ class Settings(BaseSettings):
         seen after this long never will be."""
         tries = self.stripe_max_network_retries + 1
         return timedelta(seconds=self.stripe_queue_wait_s + tries * (self.stripe_timeout_s + 2) + 30)
+
+    @property
+    def webhooks_private_targets_allowed(self) -> bool:
+        if self.webhooks_allow_private_targets is None:
+            return self.sandbox
+        return self.webhooks_allow_private_targets
 
     @property
     def sandbox(self) -> bool:

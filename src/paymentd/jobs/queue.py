@@ -35,6 +35,8 @@ CLEANUP = "paymentd.cleanup"
 SEND_RECEIPTS = "paymentd.send_receipts"
 REENCRYPT = "paymentd.reencrypt"
 REVIEW_DEADLINES = "paymentd.review_deadlines"
+DELIVER_WEBHOOKS = "paymentd.deliver_webhooks"
+OUTBOUND_SWEEP = "paymentd.outbound_sweep"
 RECEIPTS_QUEUE = "receipts"
 
 
@@ -102,6 +104,7 @@ class Jobs:
         retry_base_s: float = 1.0,
         max_attempts: int = 8,
         pool_size: int = 4,
+        webhooks_sweep_interval_s: int = 10,
     ) -> None:
         connector = procrastinate.PsycopgConnector(
             conninfo=conninfo(database_url), min_size=1, max_size=pool_size, name="paymentd-jobs",
@@ -153,6 +156,28 @@ class Jobs:
             retry=Backoff(max_attempts=max_attempts, base_s=retry_base_s * 5),
         )(tasks.reencrypt)
 
+        # Outbound webhooks (outbound/delivery.py): one job per endpoint at a time (lock),
+        # at most one waiting (queueing lock), woken by outbound/listener.py; deliveries keep
+        # their own backoff, so the job itself retries only what broke outside HTTP.
+        self.deliver_webhooks = self.app.task(
+            name=DELIVER_WEBHOOKS, pass_context=True, retry=Backoff(max_attempts=5, base_s=retry_base_s),
+        )(tasks.deliver_webhooks)
+        sweep = self.app.task(
+            name=OUTBOUND_SWEEP, pass_context=True, lock="outbound-sweep", queueing_lock="outbound-sweep",
+            retry=Backoff(max_attempts=3, base_s=retry_base_s),
+        )(tasks.outbound_sweep)
+        self.outbound_sweep = self.app.periodic(cron=cron_every(webhooks_sweep_interval_s),
+                                                periodic_id="outbound")(sweep)
+
+    async def defer_deliveries(self, endpoint_id: object) -> int | None:
+        """Queue the delivery job of one endpoint; None if one is already waiting."""
+        key = f"outbound:{endpoint_id}"
+        try:
+            return await self.deliver_webhooks.configure(lock=key, queueing_lock=key).defer_async(
+                endpoint_id=str(endpoint_id))
+        except procrastinate_exceptions.AlreadyEnqueued:
+            return None
+
     async def defer_reencrypt(self) -> int | None:
         """Queue the re-encryption job; None if one is already waiting."""
         try:
@@ -185,15 +210,29 @@ class Jobs:
             return None
 
     async def run_worker(self, deps: Deps, *, wait: bool = True, concurrency: int = 4, **options: Any) -> None:
-        """Run a worker until stopped (or, with wait=False, until the queue is empty)."""
-        await self.app.run_worker_async(
-            wait=wait,
-            concurrency=concurrency,
-            additional_context={"deps": deps},
-            shutdown_graceful_timeout=options.pop("shutdown_graceful_timeout", 10.0),
-            install_signal_handlers=options.pop("install_signal_handlers", False),
-            **options,
-        )
+        """Run a worker until stopped (or, with wait=False, until the queue is empty),
+        and the listener that wakes outbound webhook deliveries."""
+        from paymentd.outbound.listener import listen
+
+        listener = asyncio.create_task(listen(deps.database.url, self._wake_deliveries), name="paymentd-outbound")
+        try:
+            await self.app.run_worker_async(
+                wait=wait,
+                concurrency=concurrency,
+                additional_context={"deps": deps, "jobs": self},
+                shutdown_graceful_timeout=options.pop("shutdown_graceful_timeout", 10.0),
+                install_signal_handlers=options.pop("install_signal_handlers", False),
+                **options,
+            )
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _wake_deliveries(self, endpoint_id: object) -> None:
+        try:
+            await self.defer_deliveries(endpoint_id)
+        except Exception as error:  # noqa: BLE001 - only latency: the sweep catches up
+            log.warning("outbound.wake_failed", endpoint_id=str(endpoint_id), error_type=type(error).__name__)
 
     async def failed_jobs(self, limit: int = 100) -> list[FailedJob]:
         """The dead letters: jobs whose retries ran out, newest first."""

@@ -37,6 +37,28 @@ async def apply_webhook_event(context: JobContext, event_id: str) -> str:
         return await inbox.apply(_deps(context), event_id)
 
 
+async def deliver_webhooks(context: JobContext, endpoint_id: str) -> dict:
+    """Send one endpoint's due webhooks, in order per object (outbound/delivery.py)."""
+    import uuid
+
+    from paymentd.outbound.delivery import Sender
+
+    deps = _deps(context)
+    return await Sender(deps.database, deps.settings, deps.outbound_runtime()).run(uuid.UUID(endpoint_id))
+
+
+async def outbound_sweep(context: JobContext, timestamp: int) -> dict:
+    """Periodic: a delivery job for every enabled endpoint with a delivery due (retries
+    past a job's linger time, and anything a lost notification left)."""
+    from paymentd.outbound.delivery import due_endpoints
+
+    deps = _deps(context)
+    endpoints = await due_endpoints(deps.database, deps.outbound_runtime().clock())
+    for endpoint_id in endpoints:
+        await context.additional_context["jobs"].defer_deliveries(endpoint_id)
+    return {"endpoints": len(endpoints)}
+
+
 async def reconcile(context: JobContext, timestamp: int) -> dict:
     """The periodic sweep (see reconciler.py)."""
     report = await reconciler.sweep(_deps(context))
