@@ -149,8 +149,7 @@ class Sender:
         headers = {
             "content-type": "application/json",
             "user-agent": f"paymentd-webhooks/{__version__}",
-            "host": target.host if target.port == (443 if target.scheme == "https" else 80)
-            else f"{target.host}:{target.port}",
+            "host": target.host_header(),
             "webhook-id": message.event_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature_header(message.secrets, message.event_id, timestamp, message.body),

@@ -18,6 +18,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT_S = 5.0
 
 
 class TargetRefused(Exception):
@@ -35,6 +36,10 @@ class Target:
     host: str
     port: int
     path: str  # with the query
+
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == (443 if self.scheme == "https" else 80) else f"{host}:{self.port}"
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -93,8 +98,9 @@ def refused_address(address: str) -> str | None:
 async def resolve(target: Target, resolver: Resolver, *, allow_private: bool) -> list[str]:
     """The addresses to connect to, every one checked; TargetRefused if any is refused."""
     try:
-        addresses = await resolver(target.host, target.port)
-    except (OSError, UnicodeError) as error:
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            addresses = await resolver(target.host, target.port)
+    except (OSError, UnicodeError, TimeoutError) as error:
         raise TargetRefused("The URL's host does not resolve.", code="url_unresolvable") from error
     if not addresses:
         raise TargetRefused("The URL's host does not resolve.", code="url_unresolvable")

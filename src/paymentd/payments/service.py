@@ -416,6 +416,7 @@ class PaymentService:
     ) -> None:
         async with self.database.transaction() as session:
             payment = await repository.get_by_id(session, payment_id, lock=True)
+            before = payment.status
             error = {
                 "type": "card_error",
                 "code": declined.code,
@@ -429,6 +430,9 @@ class PaymentService:
                 payment.last_payment_error = {**error, "payment_method": payment.payment_method}
                 sync.move(session, payment, PaymentStatus.requires_payment_method, actor)
             payment.last_payment_error = {**error, "payment_method": payment.payment_method}
+            if before == payment.status == PaymentStatus.requires_payment_method:
+                # Declined where it stood (no move to report): still the merchant's payment.failed.
+                sync.emit_payment_event(session, payment, before)
             attempt = await repository.attempt(session, payment_id, number)
             attempt.outcome = "failed"
             attempt.error_code = declined.code
