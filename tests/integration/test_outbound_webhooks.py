@@ -23,6 +23,7 @@ from paymentd.config import Settings
 from paymentd.db import Database
 from paymentd.outbound.models import OutboundEvent
 from paymentd.outbound.runtime import Runtime
+from paymentd.outbound.targets import system_resolver
 from paymentd.payments import repository, sync
 from paymentd.payments.states import PaymentStatus
 from tests.conftest import make_key
@@ -40,11 +41,24 @@ class MovableClock:
         return datetime.now(UTC) + self.offset
 
 
+class PinnedDNS:
+    """Names the test gives an answer for; the system's DNS for the rest."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[str]] = {}
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        if host in self.answers:
+            return self.answers[host]
+        return await system_resolver(host, port)
+
+
 @dataclass
 class Outbound:
     server: ThreadedServer
     clock: MovableClock
     receiver: Receiver
+    dns: PinnedDNS
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +72,9 @@ async def outbound(settings: Settings) -> AsyncIterator[Outbound]:
         "webhooks_pause_after_failures": 40, "webhooks_pause_after_s": 0.0,
         "webhooks_linger_s": 5.0, "webhooks_sweep_interval_s": 1,
     })
-    server = ThreadedServer(create_app(configured, outbound=Runtime(clock=clock))).start()
-    yield Outbound(server, clock, receiver)
+    dns = PinnedDNS()
+    server = ThreadedServer(create_app(configured, outbound=Runtime(clock=clock, resolver=dns))).start()
+    yield Outbound(server, clock, receiver, dns)
     server.stop()
     await receiver.stop()
 
@@ -375,3 +390,31 @@ async def test_endpoint_lifecycle_and_bad_input(outbound: Outbound, admin, datab
     actions = {e["action"] for e in audit}
     assert {"webhook_endpoint.created", "webhook_endpoint.secret_rotated", "webhook_endpoint.deleted"} <= actions
     assert not any("whsec_" in json.dumps(e) for e in audit)  # the secret never reaches the trail
+
+
+async def test_sends_to_the_resolved_address_with_the_url_host_name(outbound: Outbound, admin):
+    """The send connects to the address just resolved and checked (never a second
+    lookup by the HTTP client), and says the URL's own host name."""
+    port = outbound.receiver.url.rsplit(":", 1)[1]
+    host = f"hooks-{uuid.uuid4().hex[:6]}.merchant.test"  # only the injected resolver knows it
+    outbound.dns.answers[host] = ["127.0.0.1"]
+    await register(admin, f"http://{host}:{port}/pinned", ["payment.created"])
+    await create_payment(admin)
+    received = (await eventually(lambda: outbound.receiver.at("/pinned", accepted=True)))[0]
+    assert received.headers["Host"] == f"{host}:{port}"
+
+
+async def test_redirects_are_not_followed(outbound: Outbound, admin):
+    path = f"/moved-{uuid.uuid4().hex[:6]}"
+    outbound.receiver.status[path] = 307  # to itself: a follower would loop, a client must not follow
+    endpoint = await register(admin, outbound.receiver.url + path, ["payment.created"])
+    await create_payment(admin)
+
+    async def retried() -> list:
+        rows = (await admin.get(f"/api/webhook_endpoints/{endpoint['id']}/deliveries")).json()["data"]
+        return rows if rows and rows[0]["attempts"] >= 2 else []
+
+    rows = await eventually(retried)
+    assert rows[0]["status"] == "pending" and rows[0]["response_status"] == 307
+    # One request per attempt (one more may be in flight): a follower would have made 20.
+    assert len(outbound.receiver.at(path)) <= rows[0]["attempts"] + 1

@@ -57,7 +57,8 @@ class Receiver:
         else:
             status = 200
         self.received.append(Received(path, dict(request.headers), body, status))
-        return web.Response(status=status, text="ok" if status == 200 else "not now " + "x" * 600)
+        headers = {"Location": str(request.url)} if 300 <= status < 400 else None
+        return web.Response(status=status, text="ok" if status == 200 else "not now " + "x" * 600, headers=headers)
 
     def at(self, path: str, *, accepted: bool | None = None) -> list[Received]:
         return [r for r in self.received if r.path == path and (accepted is None or (r.status == 200) == accepted)]

@@ -98,8 +98,15 @@ def refused_address(address: str) -> str | None:
 async def resolve(target: Target, resolver: Resolver, *, allow_private: bool) -> list[str]:
     """The addresses to connect to, every one checked; TargetRefused if any is refused."""
     try:
-        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-            addresses = await resolver(target.host, target.port)
+        literal = ipaddress.ip_address(target.host)
+    except ValueError:
+        literal = None
+    try:
+        if literal is not None:
+            addresses = [str(literal)]  # an address in the URL: nothing to resolve
+        else:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                addresses = await resolver(target.host, target.port)
     except (OSError, UnicodeError, TimeoutError) as error:
         raise TargetRefused("The URL's host does not resolve.", code="url_unresolvable") from error
     if not addresses:
