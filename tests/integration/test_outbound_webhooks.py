@@ -21,6 +21,7 @@ from paymentd.app import create_app
 from paymentd.auth.keys import Scope
 from paymentd.config import Settings
 from paymentd.db import Database
+from paymentd.jobs import cleanup
 from paymentd.outbound.models import OutboundEvent
 from paymentd.outbound.runtime import Runtime
 from paymentd.outbound.targets import system_resolver
@@ -418,3 +419,23 @@ async def test_redirects_are_not_followed(outbound: Outbound, admin):
     assert rows[0]["status"] == "pending" and rows[0]["response_status"] == 307
     # One request per attempt (one more may be in flight): a follower would have made 20.
     assert len(outbound.receiver.at(path)) <= rows[0]["attempts"] + 1
+
+
+async def test_old_finished_webhooks_are_purged_pending_ones_kept(outbound: Outbound, admin, database):
+    endpoint = await register(admin, outbound.receiver.url + f"/kept-{uuid.uuid4().hex[:6]}")
+    await admin.post(f"/api/webhook_endpoints/{endpoint['id']}/pause")
+    payment = await create_payment(admin)
+    async with database.sql_transaction() as conn:
+        await conn.execute("UPDATE outbound_events SET created_at = created_at - interval '40 days'"
+                           " WHERE object_id = $1", payment["id"])
+        await conn.execute("UPDATE webhook_deliveries SET created_at = created_at - interval '40 days'"
+                           " WHERE endpoint_id = $1", uuid.UUID(endpoint["id"]))
+    await cleanup.purge_outbound(database, 30)
+    assert len(await events_of(database, payment["id"])) == 1  # its delivery still waits (paused)
+    async with database.sql_transaction() as conn:
+        await conn.execute("UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = $1",
+                           uuid.UUID(endpoint["id"]))
+    await cleanup.purge_outbound(database, 30)
+    assert await events_of(database, payment["id"]) == []
+    log = (await admin.get(f"/api/webhook_endpoints/{endpoint['id']}/deliveries")).json()["data"]
+    assert log == []

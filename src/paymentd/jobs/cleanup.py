@@ -61,3 +61,26 @@ async def _batched(database: Database, statement: str, cutoff: datetime) -> int:
         total += result.rowcount or 0
         if (result.rowcount or 0) < PURGE_BATCH:
             return total
+
+
+@dataclass(frozen=True)
+class OutboundPurge:
+    deliveries_deleted: int
+    events_deleted: int
+
+
+async def purge_outbound(database: Database, retention_days: int, *, now: datetime | None = None) -> OutboundPurge:
+    """Outbound webhooks older than `retention_days`: finished deliveries (their log), then
+    events no delivery waits for. Pending ones stay, however old (a paused endpoint's);
+    the per-object sequence counters stay forever, so numbering never restarts."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    deliveries = await _batched(database, """
+        DELETE FROM webhook_deliveries WHERE id IN (
+            SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND created_at < :cutoff LIMIT :batch)""",
+        cutoff)
+    events = await _batched(database, """
+        DELETE FROM outbound_events WHERE id IN (
+            SELECT e.id FROM outbound_events e WHERE e.created_at < :cutoff
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id) LIMIT :batch)""",
+        cutoff)
+    return OutboundPurge(deliveries, events)

@@ -74,18 +74,22 @@ async def audit_checkpoint(context: JobContext, timestamp: int) -> dict:
 
 
 async def cleanup(context: JobContext, timestamp: int) -> dict:
-    """Hourly: forget expired Idempotency-Keys, webhook payloads past their retention,
-    old succeeded jobs and fraud counter buckets no window reaches; record the API keys that expired since."""
+    """Hourly: forget expired Idempotency-Keys, webhook payloads and outbound webhooks past
+    their retention, old succeeded jobs and fraud counter buckets no window reaches; record
+    the API keys that expired since."""
     deps = _deps(context)
     async with deps.database.transaction() as session:
         expired = await auth_service.audit_expired_keys(session)
     deleted = await cleanup_module.delete_expired_idempotency_keys(deps.database, deps.settings.idempotency_ttl_hours)
     inbox = await cleanup_module.purge_webhook_inbox(deps.database, deps.settings.webhook_retention_days)
+    outbound = await cleanup_module.purge_outbound(deps.database, deps.settings.webhook_retention_days)
     await context.app.job_manager.delete_old_jobs(nb_hours=KEEP_SUCCEEDED_JOBS_HOURS)
     async with deps.database.sql_connection() as conn:
         buckets = await velocity.forget_old(conn, datetime.now(UTC))
     return {"api_keys_expired": expired, "idempotency_keys_deleted": deleted, "webhook_payloads_purged": inbox.payloads_purged,
-            "webhook_events_forgotten": inbox.events_forgotten, "fraud_counter_buckets_deleted": buckets}
+            "webhook_events_forgotten": inbox.events_forgotten, "fraud_counter_buckets_deleted": buckets,
+            "outbound_deliveries_deleted": outbound.deliveries_deleted,
+            "outbound_events_deleted": outbound.events_deleted}
 
 
 async def review_deadlines(context: JobContext, timestamp: int) -> dict:
