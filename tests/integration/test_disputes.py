@@ -123,6 +123,15 @@ async def test_a_dispute_moves_the_payment_to_disputed_and_back_when_won(hooked:
         "charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.closed",
         "charge.dispute.funds_reinstated"}))
     assert len([m for m in await moves(database, payment["id"]) if "disputed" in m[:2]]) == 2
+    # The merchant's webhooks (outbox): the dispute's own events, numbered, and the payment's moves.
+    async with database.sql_connection() as conn:
+        outbox = await conn.fetch("SELECT object_id, type, sequence FROM outbound_events"
+                                  " WHERE object_id = ANY($1::text[]) ORDER BY object_id, sequence",
+                                  [payment["id"], dispute["id"]])
+    assert [(r["type"], r["sequence"]) for r in outbox if r["object_id"] == dispute["id"]] == [
+        ("dispute.created", 1), ("dispute.closed", 2)]
+    payment_types = [r["type"] for r in outbox if r["object_id"] == payment["id"]]
+    assert payment_types[-2:] == ["payment.disputed", "payment.succeeded"]
     # Stripe may still refuse refunds on the charge: paymentd answers with the contract's error.
     again = await api.post("/api/payments/refund", json={"payment_id": payment["id"], "amount": "5.00"})
     assert again.status_code == 201 or again.json()["error"]["code"] == "invalid_state", again.text

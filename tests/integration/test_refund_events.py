@@ -108,6 +108,8 @@ async def test_a_refund_failing_later_gives_the_amount_back_and_the_status_follo
     rows = await eventually(lambda: _all_processed(database, payment["stripe_payment_intent_id"], 3))
     assert all(r.outcome.startswith("applied") for r in rows), [r.outcome for r in rows]
     assert [m for m in await moves(database, payment["id"]) if m[:2] == (before, after)] == [(before, after, "webhook")]
+    # The merchant's webhooks about that refund, numbered: created, succeeded, then failed.
+    assert await outbox_types(database, made[0]["id"]) == ["refund.created", "refund.succeeded", "refund.failed"]
 
     # The failed amount is refundable again.
     again = await refund(api, payment["id"])
@@ -127,6 +129,7 @@ async def test_a_refund_made_outside_paymentd_is_recorded_from_its_webhook(hooke
     assert shown["amount_refunded"] == "10.00"
     assert [(r["amount"], r["status"]) for r in shown["refunds"]] == [("10.00", "succeeded")]
     assert ("succeeded", "partially_refunded", "webhook") in await moves(database, payment["id"])
+    assert await outbox_types(database, shown["refunds"][0]["id"]) == ["refund.created", "refund.succeeded"]
     # And paymentd counts it: only 20.00 is left.
     too_much = await api.post("/api/payments/refund", json={"payment_id": payment["id"], "amount": "20.01"})
     assert too_much.status_code == 409 and too_much.json()["error"]["code"] == "amount_exceeds_refundable"
@@ -262,3 +265,12 @@ async def test_a_late_payment_intent_snapshot_never_undoes_a_refund(hooked: Hook
     assert row.outcome.startswith("ignored: payment is refunded")
     assert await status_of(database, payment["id"]) == "refunded"
     assert ("refunded", "succeeded", "webhook") not in await moves(database, payment["id"])
+
+
+async def outbox_types(database: Database, object_id: str) -> list[str]:
+    """The outbound webhook types recorded for an object, in sequence order (gap-free)."""
+    async with database.sql_connection() as conn:
+        rows = await conn.fetch("SELECT type, sequence FROM outbound_events WHERE object_id = $1 ORDER BY sequence",
+                                object_id)
+    assert [r["sequence"] for r in rows] == list(range(1, len(rows) + 1))
+    return [r["type"] for r in rows]
