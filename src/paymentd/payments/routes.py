@@ -14,9 +14,8 @@ from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.disputes.schemas import present_dispute
 from paymentd.fraud.schemas import present_risk, present_review, present_warning
 from paymentd.http import ExactJSONRoute
-from paymentd.money import Money
 from paymentd.payments import service as payments
-from paymentd.payments.models import Payment, PaymentEvent
+from paymentd.payments.models import PaymentEvent
 from paymentd.payments.repository import encode_cursor
 from paymentd.payments.schemas import (
     PaymentCancel,
