@@ -20,16 +20,32 @@ CHANNEL = "paymentd_outbound"
 async def listen(database_url: str, wake: Callable[[uuid.UUID], Awaitable[object]]) -> None:
     """Until cancelled; reconnects with backoff when the connection is lost."""
     delay = 1.0
-    pending: set[asyncio.Task] = set()
+    # Endpoints whose wake-up is on its way: notifications meanwhile ask for one more
+    # after it (that one surely starts a job after their events committed), not one each.
+    waking: dict[uuid.UUID, asyncio.Task] = {}
+    again: set[uuid.UUID] = set()
+
+    def start(endpoint_id: uuid.UUID) -> None:
+        task = asyncio.ensure_future(wake(endpoint_id))
+        waking[endpoint_id] = task
+
+        def done(_: asyncio.Task) -> None:
+            waking.pop(endpoint_id, None)
+            if endpoint_id in again:
+                again.discard(endpoint_id)
+                start(endpoint_id)
+
+        task.add_done_callback(done)
 
     def notified(connection: object, pid: int, channel: str, payload: str) -> None:
         try:
             endpoint_id = uuid.UUID(payload)
         except ValueError:
             return
-        task = asyncio.ensure_future(wake(endpoint_id))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        if endpoint_id in waking:
+            again.add(endpoint_id)
+        else:
+            start(endpoint_id)
 
     while True:
         connection = None
