@@ -103,6 +103,8 @@ class Database:
             try:
                 async with session.begin():
                     yield session
+                    if (joined := session.info.get(_JOINED_DRIVER)) is not None:
+                        await outbound_pending.flush(joined)  # events emitted on the joined driver
                     if entries := audit_buffers.take_session_buffer(session):
                         await session.flush()  # the changes first: a failing flush takes no chain head
                         head = await audit_writer.seal(await driver_of(session), entries, self.audit_heads)
@@ -112,6 +114,7 @@ class Database:
                 if (joined := session.info.pop(_JOINED_DRIVER, None)) is not None:
                     audit_buffers.close_buffer(joined)
                     _after_by_connection.pop(id(joined), None)
+                    outbound_pending.close_buffer(joined)
             _committed(entries, session.info.pop(_AFTER_COMMIT, None))
 
     @asynccontextmanager
@@ -196,6 +199,7 @@ async def driver_of(session: AsyncSession) -> asyncpg.Connection:
         session.info[_JOINED_DRIVER] = driver
         audit_buffers.open_buffer(driver, audit_buffers.session_buffer(session))
         _after_by_connection[id(driver)] = session.info.setdefault(_AFTER_COMMIT, [])
+        outbound_pending.open_buffer(driver)
     return driver
 
 

@@ -86,6 +86,10 @@ async def test_approve_captures_and_approves_at_stripe(hooked: Hooked, api, data
     assert shown["review"]["closed_reason"] == "approved" and shown["status"] == "succeeded"
     assert await audit_actions(database, review_id) == [
         ("review.opened", "api_key"), ("review.approved", "api_key"), ("review.closed", "api_key")]
+    async with database.sql_connection() as conn:  # the merchant's webhooks about it, numbered
+        outbox = [(r["type"], r["sequence"]) for r in await conn.fetch(
+            "SELECT type, sequence FROM outbound_events WHERE object_id = $1 ORDER BY sequence", review_id)]
+    assert outbox == [("review.opened", 1), ("review.closed", 2)]
 
     again = await api.post(f"/api/reviews/{review_id}/approve")
     assert again.status_code == 409 and again.json()["error"]["code"] == "review_closed"

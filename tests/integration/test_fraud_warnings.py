@@ -103,6 +103,9 @@ async def test_an_actionable_warning_refunds_once_however_often_it_arrives(hooke
         actions = [r["action"] for r in await conn.fetch(
             "SELECT action FROM audit_entries WHERE object_id = $1 ORDER BY seq", warning["id"])]
     assert actions == ["early_fraud_warning.created", "early_fraud_warning.refunded", "early_fraud_warning.updated"]
+    async with database.sql_connection() as conn:  # the merchant's webhook about it
+        outbox = await conn.fetch("SELECT type, sequence FROM outbound_events WHERE object_id = $1", warning["id"])
+    assert [(r["type"], r["sequence"]) for r in outbox] == [("early_fraud_warning.created", 1)]
 
 
 async def _not_actionable(api: httpx.AsyncClient, payment_id: str) -> bool:

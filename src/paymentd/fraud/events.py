@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, outbound
 from paymentd.db import Database, driver_of
 from paymentd.errors import Conflict
 from paymentd.fraud import reviews
 from paymentd.fraud import settings as fraud_settings
 from paymentd.fraud.models import APPROVED, DENIED, OPEN, EarlyFraudWarning
+from paymentd.fraud.schemas import present_warning
 from paymentd.logs import log
 from paymentd.payments import consistency, sync
 from paymentd.payments import repository as payments_repository
@@ -128,6 +129,9 @@ async def apply_warning_event(session: AsyncSession, event: ProviderEvent, actor
                      object_type="early_fraud_warning", object_id=report.id, actor=who,
                      changes={"payment_id": (None, payment.id), "fraud_type": (None, report.fraud_type),
                               "actionable": (None, report.actionable)})
+        outbound.emit(session, "early_fraud_warning.created", account_id=payment.account_id,
+                      object_type="early_fraud_warning", object_id=report.id,
+                      payload={**present_warning(row).model_dump(mode="json"), "payment_id": str(payment.id)})
         noted = "warning recorded"
     elif row.actionable and not report.actionable:
         row.actionable = False

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from paymentd import audit
+from paymentd import audit, outbound
 from paymentd.db import driver_of
 from paymentd.fraud import settings as fraud_settings
 from paymentd.fraud.models import APPROVED, DENIED, OPEN, Review
@@ -87,6 +87,7 @@ async def open_review(
                                        "status": (None, OPEN), "reason": (None, review.reason),
                                        "stripe_review_id": (None, stripe_review_id),
                                        "deadline_at": (None, deadline)})
+    _emit(sink, "review.opened", review)
     await mirror(conn, payment)
     log.info("review.opened", review_id=str(review.id), payment_id=str(payment.id), source=source)
     return review
@@ -118,6 +119,7 @@ async def close(
                  object_id=review.id, actor=actor, changes=changes)
     audit.record(conn, "review.closed", account_id=review.account_id, object_type="review",
                  object_id=review.id, actor=actor, changes=changes)
+    _emit(sink, "review.closed", review)
     await mirror(conn, payment)
     log.info("review.closed", review_id=str(review.id), payment_id=str(payment.id), status=status,
              closed_reason=closed_reason)
@@ -144,6 +146,12 @@ async def mirror(conn: asyncpg.Connection, payment: Payment) -> None:
     payment.review = present(reviews[0]) if reviews else None
     await conn.execute("UPDATE payments SET review = $2::jsonb WHERE id = $1", payment.id,
                        _json(payment.review))
+
+
+def _emit(sink: AsyncSession | asyncpg.Connection, kind: str, review: Review) -> None:
+    """The merchant's webhook about the review, as GET /api/reviews lists it."""
+    outbound.emit(sink, kind, account_id=review.account_id, object_type="review", object_id=review.id,
+                  payload={**present(review), "payment_id": str(review.payment_id)})
 
 
 def present(review: Review) -> dict[str, Any]:

@@ -24,7 +24,7 @@ EVENT_TYPES = frozenset({
     "payment.created", *PAYMENT_MOVES.values(),
     "refund.created", *REFUND_MOVES.values(),
     "dispute.created", "dispute.closed",
-    # Emitted by the fraud code (reviews, early fraud warnings) once it exists.
+    # Emitted by the fraud code (fraud/reviews.py, fraud/events.py).
     "review.opened", "review.closed", "early_fraud_warning.created",
 })
 
