@@ -12,7 +12,7 @@ from paymentd.auth.keys import Scope
 from paymentd.auth.service import Principal
 from paymentd.deps import WaitBudget, idempotency_seed, request_id, require
 from paymentd.disputes.schemas import present_dispute
-from paymentd.fraud.schemas import present_risk, present_review, present_warning
+from paymentd.fraud.schemas import present_warning
 from paymentd.http import ExactJSONRoute
 from paymentd.payments import service as payments
 from paymentd.payments.models import PaymentEvent
