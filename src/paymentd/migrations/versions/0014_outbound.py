@@ -7,16 +7,16 @@ row it locks until COMMIT (so sequences commit in order, with no gaps: a rolled-
 event rolls its number back), and fans out to the account's subscribed endpoints as
 delivery rows, with a NOTIFY the workers wake on (sent only if the change commits).
 
-Revision ID: 0012_outbound
-Revises: 0011_fraud_reviews
+Revision ID: 0014_outbound
+Revises: 0013_fraud_rules
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
-revision = "0012_outbound"
-down_revision = "0011_fraud_reviews"
+revision = "0014_outbound"
+down_revision = "0013_fraud_rules"
 branch_labels = None
 depends_on = None
 
