@@ -570,6 +570,11 @@ def outcome_table(ledger: Ledger, windows: list[tuple[str, float, float]]) -> st
     return "\n".join(lines)
 
 
+def checks_table(summary: dict[str, Any]) -> list[str]:
+    """The drill's checks (lost, duplicated, settled, ...) as markdown table lines."""
+    return ["| check | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in summary.items()]]
+
+
 def write_result(name: str, title: str, command: str, body: str, out: str | None) -> Path | None:
     from datetime import UTC, datetime
 

@@ -22,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Ledger, Load, Stack, check, outcome_table, write_result  # noqa: E402
+from harness import Ledger, Load, Stack, check, checks_table, outcome_table, write_result  # noqa: E402
 
 
 class Prober:
@@ -106,8 +106,7 @@ def drill(*, rate: float, factor: float, overload_s: float, warmup: float) -> tu
         "",
         outcome_table(ledger, windows),
         "",
-        "| check | value |", "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in summary.items()],
+        *checks_table(summary),
     ])
     return summary, body
 

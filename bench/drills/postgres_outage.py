@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Ledger, Load, Stack, check, outcome_table, write_result  # noqa: E402
+from harness import Ledger, Load, Stack, check, checks_table, outcome_table, write_result  # noqa: E402
 
 
 def recovered_after(ledger: Ledger, back_at: float, until: float = float("inf")) -> float:
@@ -73,8 +73,7 @@ def drill(*, rate: float, stop_s: float, warmup: float) -> tuple[dict, str]:
         outcome_table(ledger, [("before", 0, restart_at), ("restart", restart_at, stop_at),
                                ("stopped", stop_at, stop_back), ("after", stop_back, ended)]),
         "",
-        "| check | value |", "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in summary.items()],
+        *checks_table(summary),
     ])
     return summary, body
 

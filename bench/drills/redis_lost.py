@@ -20,7 +20,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Load, Stack, check, outcome_table, wait_until, write_result  # noqa: E402
+from harness import Load, Stack, check, checks_table, outcome_table, wait_until, write_result  # noqa: E402
 
 from tests.support.cluster import max_per_second  # noqa: E402
 
@@ -78,8 +78,7 @@ def drill(*, rate: float, stripe_rps: int, lost_s: float, warmup: float) -> tupl
         outcome_table(ledger, [("before", 0, lost_at), ("Redis lost", lost_at, back_at),
                                ("after", back_at, ended)]),
         "",
-        "| check | value |", "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in summary.items()],
+        *checks_table(summary),
     ])
     return summary, body
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Load, Stack, check, outcome_table, write_result  # noqa: E402
+from harness import Load, Stack, check, checks_table, outcome_table, write_result  # noqa: E402
 
 
 def drill(*, servers: int, workers: int, rate: float, rounds: int, warmup: float, drain_delay: float,
@@ -59,8 +59,7 @@ def drill(*, servers: int, workers: int, rate: float, rounds: int, warmup: float
         "| step | exit took s | back in service s |", "| --- | --- | --- |",
         *[f"| {name} | {t['exit_s']} | {t['back_s']} |" for name, t in steps],
         "",
-        "| check | value |", "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in summary.items()],
+        *checks_table(summary),
     ])
     return summary, body
 

@@ -19,7 +19,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Ledger, Load, Stack, check, outcome_table, write_result  # noqa: E402
+from harness import Ledger, Load, Stack, check, checks_table, outcome_table, write_result  # noqa: E402
 
 
 def answered_fast(ledger: Ledger, since: float, until: float) -> str:
@@ -70,8 +70,7 @@ def drill(*, rate: float, outage_s: float, warmup: float) -> tuple[dict, str]:
         "",
         outcome_table(ledger, windows),
         "",
-        "| check | value |", "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in summary.items()],
+        *checks_table(summary),
     ])
     return summary, body
 

@@ -14,25 +14,12 @@ import pytest
 from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
 from tests.conftest import Hooked
+from tests.integration.test_fraud_reviews import confirmed, detail
 from tests.integration.test_webhooks import eventually, new_payment, signed
 
 pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
 WAIT = {"Prefer": "wait=10"}
-
-
-async def confirmed(api: httpx.AsyncClient, method: str, **fields) -> dict:
-    payment = await new_payment(api, **fields)
-    response = await api.post("/api/payments/confirm", json={"payment_id": payment["id"], "payment_method": method},
-                              headers=WAIT)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def detail(api: httpx.AsyncClient, payment_id: str) -> dict:
-    response = await api.get(f"/api/payments/{payment_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def warning_event(warning: dict, event_type: str = "radar.early_fraud_warning.created",
