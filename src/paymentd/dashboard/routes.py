@@ -20,7 +20,7 @@ from paymentd.audit import failures as audit_failures
 from paymentd.auth import service as auth_service
 from paymentd.auth.keys import Scope
 from paymentd.auth.middleware import authenticate_key
-from paymentd.dashboard import charts, fraud, overview, search, sessions, timeline
+from paymentd.dashboard import charts, fraud, overview, search, sessions, timeline, webhooks
 from paymentd.dashboard.web import (
     LOGIN_COOKIE, PREFIX, SESSION_COOKIE, STATIC_DIR, SignInRequired, clear_cookie, cookie_name, csrf_checked,
     current_session, form, needs, render, safe_next, set_cookie,
@@ -58,6 +58,7 @@ def install_dashboard(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(router)
     app.include_router(fraud.router)
+    app.include_router(webhooks.router)
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, error: SignInRequired) -> Response:
@@ -185,10 +186,17 @@ async def _payment_context(request: Request, session: sessions.Session, payment_
     audited = await timeline.audit_entries(database, session.principal.account_id,
                                            [str(parsed), *(str(r.id) for r in view.refunds),
                                             *([str(view.payment.review["id"])] if view.payment.review else [])])
+    warnings = await timeline.fraud_warnings(database, parsed)
+    # Webhooks sent about the payment and the objects that hang off it.
+    sent = await webhooks.sent_for(database, session.principal.account_id, [
+        ("payment", str(parsed)), *(("refund", str(r.id)) for r in view.refunds),
+        *(("dispute", str(d.id)) for d in view.disputes),
+        *([("review", str(view.payment.review["id"]))] if view.payment.review else []),
+        *(("early_fraud_warning", w["provider_warning_id"]) for w in warnings)])
     payment = view.payment
     return {
         "view": view, "p": payment,
-        "items": timeline.build(view, tried, audited, await timeline.fraud_warnings(database, parsed)),
+        "items": timeline.build(view, tried, audited, warnings, sent),
         "can_capture": payment.status == PaymentStatus.requires_capture,
         "can_cancel": payment.status in CANCELABLE,
         "can_refund": payment.status in REFUNDABLE and payment.amount_received > payment.amount_refunded,

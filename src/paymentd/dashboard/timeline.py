@@ -1,7 +1,7 @@
 """A payment's life as one list, oldest first: its status moves (with who moved them),
 confirm attempts and their declines, refunds, disputes, and the audit entries of the
-payment and its refunds. Sections other slices add (Radar verdict, webhooks sent)
-join through `extra` when their tables exist."""
+payment and its refunds, and the outbound webhooks sent about them. Sections other
+slices add (Radar verdict) join through `extra` when their tables exist."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _shown(value: Any) -> str:
 
 
 def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]],
-          warnings: list[Any] = ()) -> list[Item]:
+          warnings: list[Any] = (), sent: list[Any] = ()) -> list[Item]:
     currency = view.payment.currency
     items: list[Item] = []
     for event in view.events:
@@ -81,6 +81,13 @@ def build(view: PaymentView, tried: list[Any], audited: list[dict[str, Any]],
         items.append(Item(warning["created_at"], "warning", f"early fraud warning: {warning['fraud_type']}",
                           ("actionable" if warning["actionable"] else "not actionable")
                           + (" · refunded" if warning["refund_id"] else ""), warning["provider_warning_id"]))
+    for event in sent:  # outbound webhooks (dashboard/webhooks.py `sent_for`)
+        waiting = event["deliveries"] - event["delivered"] - event["given_up"]
+        detail = (f"{event['delivered']} of {event['deliveries']} endpoints delivered"
+                  + (f", {event['given_up']} given up" if event["given_up"] else "")
+                  + (f", {waiting} pending" if waiting else "")) if event["deliveries"] else "no endpoint subscribed"
+        items.append(Item(event["created_at"], "webhook", f"{event['type']} #{event['sequence']}", detail,
+                          event["id"]))
     for entry in audited:
         actor = entry["actor"]["type"] + (f":{entry['actor']['id']}" if entry["actor"]["id"] else "")
         changes = ", ".join(f"{k}: {_shown(v[0])} → {_shown(v[1])}" for k, v in entry["changes"].items()
