@@ -109,12 +109,16 @@ async def test_webhook_actions_need_admin(sending, database: Database) -> None: 
     _, viewer = await make_key(database, account, [Scope.dashboard, Scope.payments_write])
     async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {admin}"}) as api:
         endpoint = (await api.post("/api/webhook_endpoints", json={"url": f"{receiver.url}/x", "events": ["*"]})).json()
-    async with signed_in(server.url, viewer) as client:
-        page = await client.get(f"/dashboard/webhooks/{endpoint['id']}")
-        assert page.status_code == 200 and "pause-form" not in page.text and "whsec_" not in page.text
+    async with signed_in(server.url, viewer) as client:  # endpoints are admin's to see, as in the API
+        for path in ("/dashboard/webhooks", f"/dashboard/webhooks/{endpoint['id']}"):
+            page = await client.get(path)
+            assert page.status_code == 403 and "admin" in page.text and receiver.url not in page.text
         csrf = csrf_of((await client.get("/dashboard")).text)
         refused = await client.post(f"/dashboard/webhooks/{endpoint['id']}/pause", data={"csrf": csrf})
         assert refused.status_code == 403 and "admin" in refused.text
+    async with signed_in(server.url, admin) as client:
+        page = await client.get(f"/dashboard/webhooks/{endpoint['id']}")
+        assert page.status_code == 200 and "whsec_" not in page.text
         assert (await client.get(f"/dashboard/webhooks/{uuid.uuid4()}")).status_code == 404
         assert (await client.get("/dashboard/webhooks/nope")).status_code == 404
         assert (await client.get(f"/dashboard/webhooks/{endpoint['id']}", params={"cursor": "x"})).status_code == 400

@@ -1,5 +1,5 @@
 """The dashboard's webhook pages: the account's endpoints, each one's delivery log, and
-the actions the API offers on them (pause, resume, redeliver; scope `admin`, as there),
+the actions the API offers on them (pause, resume, redeliver), all with scope `admin` as there,
 through the same `Endpoints` service. Secrets are never shown: create and rotate them
 through the API, which shows a secret once."""
 
@@ -32,12 +32,17 @@ def _id(raw: str, what: str) -> uuid.UUID:
 @router.get("")
 async def endpoints_page(request: Request) -> Response:
     session = await current_session(request)
+    try:
+        needs(request, session, Scope.admin)
+    except PaymentdError as error:
+        return render(request, "message.html", session=session, error=error)
     rows = await request.app.state.endpoints.list(session.principal.account_id)
     return render(request, "webhooks.html", session=session, endpoints=rows)
 
 
 async def _endpoint_context(request: Request, session: sessions.Session, endpoint_id: str,
                             cursor: str | None) -> dict[str, Any]:
+    needs(request, session, Scope.admin)  # as in the API: a URL may carry the merchant's own token
     service = request.app.state.endpoints
     parsed = _id(endpoint_id, "webhook endpoint")
     endpoint = await service.get(session.principal.account_id, parsed)
