@@ -195,6 +195,23 @@ async def test_the_sixth_attempt_from_one_card_in_ten_minutes_goes_to_review(mer
         "review", ["card_velocity"], "6")
     audit = (await merchant.client.get("/api/audit", params={"action": "fraud.review", "object_id": payment_id}))
     assert len(audit.json()["data"]) == 1
+    # The rule's review is in the one list; approve captures the held payment...
+    review = held["review"]
+    assert (review["status"], review["source"], held["risk"]["rules"]) == ("open", "rule", ["card_velocity"])
+    listed = (await merchant.client.get("/api/reviews", params={"status": "open"})).json()["data"]
+    assert review["id"] in [r["id"] for r in listed]
+    approved = await merchant.client.post(f"/api/reviews/{review['id']}/approve", headers={"Prefer": "wait=10"})
+    assert approved.status_code == 200, approved.text
+    after = (await merchant.client.get(f"/api/payments/{payment_id}")).json()
+    assert (after["status"], after["amount_received"], after["review"]["status"]) == ("succeeded", "19.99", "approved")
+    # ... and deny cancels the next one, still the same card within the window.
+    denied_id, response = await pay(merchant, await new_user(merchant))
+    assert response.json()["status"] == "requires_capture", response.text
+    denied = await merchant.client.post(f"/api/reviews/{response.json()['review']['id']}/deny",
+                                        headers={"Prefer": "wait=10"})
+    assert denied.status_code == 200, denied.text
+    after = (await merchant.client.get(f"/api/payments/{denied_id}")).json()
+    assert (after["status"], after["amount_received"], after["review"]["status"]) == ("canceled", "0.00", "denied")
 
 
 async def test_twenty_declines_from_one_ip_then_a_good_card_is_blocked_without_stripe(merchant: Merchant,
