@@ -30,7 +30,9 @@ from sqlalchemy import select, text
 
 from paymentd import metrics
 from paymentd.audit import context as audit_context
+from paymentd.fraud import postauth
 from paymentd.fraud.events import FRAUD_EVENT_TYPES
+from paymentd.fraud.gate import FraudGate
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import sync, verification
@@ -103,6 +105,8 @@ async def _sweep(deps: Deps, *, now: datetime | None = None) -> SweepReport:
     with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await settle_refunds(deps, after, report)
     with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
+        await enforce_post_auth(deps, after, report)
+    with outbound_deadline(time.monotonic() + SWEEP_STRIPE_WAIT_S):
         await verify_requested(deps, now - after, report)
     metrics.reconciler_missed_events(report.events_missed)
     log.info("reconciler.sweep", **{k: v for k, v in report.as_dict().items() if k != "errors"},
@@ -132,18 +136,28 @@ async def refresh_stale_payments(deps: Deps, cutoff: datetime, abandon_before: d
         ids = list((await session.scalars(query, {"cutoff": cutoff, "limit": BATCH})).all())
     report.payments_checked = len(ids)
     gate = asyncio.Semaphore(STRIPE_CONCURRENCY)
+    fraud = FraudGate(deps.provider, enabled=deps.settings.fraud_rules_enabled)
 
     async def one(payment_id: uuid.UUID) -> None:
         async with gate:
             try:
                 if await sync.refresh(deps.database, deps.provider, payment_id, sync.RECONCILER,
-                                      timeout=REFRESH_TIMEOUT_S, abandon_before=abandon_before):
+                                      timeout=REFRESH_TIMEOUT_S, abandon_before=abandon_before, fraud=fraud):
                     report.payments_refreshed += 1
             except Exception as error:  # noqa: BLE001 - one payment must not stop the sweep
                 report.errors.append(f"payment {payment_id}: {type(error).__name__}")
                 log.exception("reconciler.refresh_failed", payment_id=str(payment_id))
 
     await asyncio.gather(*(one(payment_id) for payment_id in ids))
+
+
+async def enforce_post_auth(deps: Deps, after: timedelta, report: SweepReport) -> None:
+    """Post-auth fraud blocks whose cancel or refund a crash left undone (fraud/postauth.py)."""
+    try:
+        await postauth.enforce_due(deps.database, deps.provider, older_than=after, limit=BATCH)
+    except Exception as error:  # noqa: BLE001 - the next sweep tries again
+        report.errors.append(f"post_auth: {type(error).__name__}")
+        log.exception("reconciler.post_auth_failed")
 
 
 async def catch_up_events(deps: Deps, now: datetime, after: timedelta, report: SweepReport) -> None:

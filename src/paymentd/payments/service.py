@@ -33,6 +33,7 @@ from paymentd.errors import (
     ProviderUnavailable,
 )
 from paymentd.fraud import gate as fraud_gate
+from paymentd.fraud import postauth as fraud_postauth
 from paymentd.fraud import reviews
 from paymentd.fraud import store as fraud_store
 from paymentd.fraud.models import EarlyFraudWarning
@@ -407,7 +408,13 @@ class PaymentService:
             await retry_store(partial(self._end_attempt, payment_id, number, "failed", error, actor))
             raise translate(error) from error
 
-        payment = await retry_store(partial(self._record, payment_id, intent, actor))
+        with fraud_postauth.collecting() as blocked:
+            payment = await retry_store(partial(self._record, payment_id, intent, actor))
+        if blocked:
+            # A post-auth rule blocked it: the authorization canceled, or the capture refunded, now.
+            await fraud_postauth.enforce(self.database, self.provider, payment_id, payments=self)
+            async with self.database.sql_connection() as conn:
+                payment = await sql.payment(conn, payment_id)
         log.info("payment.confirmed", payment_id=str(payment_id), status=payment.status, attempt=number)
         return payment
 
@@ -550,6 +557,7 @@ class PaymentService:
                 if outcome.outcome in ("succeeded", "requires_capture"):
                     await self.fraud.count_outcome(conn, payment, declined=False)
             await reviews.note_processor_review(conn, payment, intent, actor.audit())
+            await fraud_postauth.evaluate(conn, self.fraud, payment, actor.audit())
         return payment
 
     async def _answer(
@@ -596,7 +604,8 @@ class PaymentService:
     async def get(self, principal: Principal, payment_id: uuid.UUID) -> PaymentView:
         view = await self._view(principal.account_id, payment_id)
         if view.payment.status in REFRESH_ON_READ and not view.busy:
-            await sync.refresh(self.database, self.provider, payment_id, sync.RECONCILER, timeout=self.read_budget_s)
+            await sync.refresh(self.database, self.provider, payment_id, sync.RECONCILER, timeout=self.read_budget_s,
+                               fraud=self.fraud)
             view = await self._view(principal.account_id, payment_id)
         return view
 

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from paymentd import audit, outbound
 from paymentd.audit import context as audit_context
 from paymentd.db import Database, RowSink, driver_of
-from paymentd.fraud import reviews
+from paymentd.fraud import postauth, reviews
 from paymentd.logs import log
 from paymentd.payments import consistency, repository, sql
 from paymentd.payments.models import Payment, PaymentAttempt, PaymentEvent
@@ -33,6 +34,9 @@ from paymentd.providers.base import (
     RiskAssessment,
 )
 from paymentd.receipts.email import note_status_move
+
+if TYPE_CHECKING:
+    from paymentd.fraud.gate import FraudGate
 
 # Statuses only refunds and disputes change (see states.py).
 AFTER_THE_CHARGE = frozenset({PaymentStatus.partially_refunded, PaymentStatus.refunded, PaymentStatus.disputed})
@@ -227,6 +231,7 @@ async def refresh(
     *,
     timeout: float | None,
     abandon_before: datetime | None = None,
+    fraud: FraudGate | None = None,
 ) -> bool:
     """Ask Stripe for a payment's truth and record it. False when Stripe did not
     answer in time, or answered something inconsistent with the payment (the stored
@@ -255,6 +260,9 @@ async def refresh(
         if apply_provider_payment(session, payment, intent, actor):
             await reviews.note_processor_review(session, payment, intent, actor.audit())
         await settle_open_attempts(session, payment, intent, abandon_before=abandon_before)
+        decision = await postauth.evaluate(session, fraud, payment, actor.audit())
+    if decision is not None and decision.action == "block":
+        await postauth.enforce(database, provider, payment_id)
     return True
 
 

@@ -54,8 +54,9 @@ from paymentd.crypto.fields import open_event, seal_event
 from paymentd.db import Database, after_commit, driver_of
 from paymentd.disputes import service as disputes
 from paymentd.fraud import events as fraud_events
-from paymentd.fraud import reviews
+from paymentd.fraud import postauth, reviews
 from paymentd.fraud.events import FRAUD_EVENT_TYPES
+from paymentd.fraud.gate import FraudGate
 from paymentd.jobs.deps import Deps
 from paymentd.logs import log
 from paymentd.payments import consistency, sql, sync, verification
@@ -137,7 +138,8 @@ class Arrival:
 
 
 async def receive(
-    database: Database, jobs: Jobs, event: ProviderEvent, origin: consistency.Origin = consistency.Origin(False)
+    database: Database, jobs: Jobs, event: ProviderEvent, origin: consistency.Origin = consistency.Origin(False),
+    *, fraud_enabled: bool = True,
 ) -> Arrival:
     """A delivered event, stored once: closed on arrival when it can change nothing,
     else with its job. Plain SQL: every payment brings events, and a job costs the
@@ -145,7 +147,7 @@ async def receive(
     judgement reads committed rows, and the closed row is one insert."""
     for pause in (OWN_WRITE_GRACE_S, None):
         async with database.sql_connection() as conn:
-            judged = await _judge(conn, event, origin)
+            judged = await _judge(conn, event, origin, fraud_enabled)
             if judged.outcome is not None:
                 new = await _store(conn, event, "webhook", judged.outcome)
                 return Arrival(new, judged.outcome if new else None)
@@ -192,7 +194,8 @@ class _Judged:
     racing: bool = False  # the payment is not committed yet, or our own call on it is unanswered
 
 
-async def _judge(conn: asyncpg.Connection, event: ProviderEvent, origin: consistency.Origin) -> _Judged:
+async def _judge(conn: asyncpg.Connection, event: ProviderEvent, origin: consistency.Origin,
+                 fraud_enabled: bool = True) -> _Judged:
     """Why applying the event would change nothing, judged as the job would against the
     payment as committed now; no outcome when it may change something, or only the job
     can tell (Stripe to ask, a payment not committed yet, refunds and disputes, and an
@@ -223,6 +226,8 @@ async def _judge(conn: asyncpg.Connection, event: ProviderEvent, origin: consist
         return _Judged(None, racing=await attempt_open())
     if sync.confirmed_outcome(intent) is not None and await attempt_open():
         return _Judged(None, racing=True)  # the job closes the attempt
+    if await postauth.due(conn, fraud_enabled, payment):
+        return _Judged(None)  # no report before ran the post-auth rules on this authorization: the job does
     return _Judged(NOTHING_NEW)
 
 
@@ -250,7 +255,7 @@ async def apply(deps: Deps, event_id: str) -> str:
     """Apply one inbox row; returns its outcome. Raises PaymentNotYetKnown, or a
     ProviderError when Stripe must be asked and cannot answer (the caller retries)."""
     try:
-        with audit_context.acting(audit_context.Actor("webhook", event_id)):
+        with audit_context.acting(audit_context.Actor("webhook", event_id)), postauth.collecting() as blocked:
             outcome = await _apply(deps, event_id)
     except Exception as error:
         async with deps.database.sql_transaction() as conn:
@@ -260,6 +265,9 @@ async def apply(deps: Deps, event_id: str) -> str:
                 event_id, f"{type(error).__name__}: {error}"[:500],
             )
         raise
+    for payment_id in dict.fromkeys(blocked):
+        # Committed: a post-auth rule's block cancels or refunds at the processor now.
+        await postauth.enforce(deps.database, deps.provider, payment_id)
     if outcome.startswith(consistency.REFUSED):
         await _verify_for(deps, event_id)
     return outcome
@@ -352,7 +360,8 @@ async def _apply(deps: Deps, event_id: str) -> str:
             details_known = payment.payment_method_details is not None
             if not _needs_truth(current, intent) and not _lacks_details(details_known, intent):
                 # The usual case: nothing to ask Stripe, so applied under the locks already held.
-                return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=False)
+                return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=False,
+                                            fraud=_gate(deps))
     if not about_payment:
         return await _apply_other(deps, event_id, event, actor)
     verified = False
@@ -384,8 +393,14 @@ async def _apply(deps: Deps, event_id: str) -> str:
                 details_known = payment.payment_method_details is not None
                 intent = event.object
                 continue
-            return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=verified)
+            return await _apply_payment(conn, event_id, event, payment, intent, actor, verified=verified,
+                                        fraud=_gate(deps))
     raise RuntimeError(f"payment for {event.payment_intent_id} kept moving; retrying later")
+
+
+def _gate(deps: Deps) -> FraudGate:
+    """The post-auth rules' gate, as the API's (on or off by the same setting)."""
+    return FraudGate(deps.provider, enabled=deps.settings.fraud_rules_enabled)
 
 
 def _same_failure(recorded: dict | None, intent: ProviderPayment) -> bool:
@@ -401,7 +416,7 @@ def _same_failure(recorded: dict | None, intent: ProviderPayment) -> bool:
 
 async def _apply_payment(
     conn: asyncpg.Connection, event_id: str, event: ProviderEvent, payment: Payment, intent: ProviderPayment,
-    actor: sync.Actor, *, verified: bool,
+    actor: sync.Actor, *, verified: bool, fraud: FraudGate | None = None,
 ) -> str:
     """The PaymentIntent report onto the payment, both rows locked; the inbox row closed."""
     if (bad := consistency.of_payment(payment, intent)) is not None:
@@ -419,6 +434,7 @@ async def _apply_payment(
         if (settled := sync.confirmed_outcome(intent)) is not None and not known_failure:
             await sql.close_open_attempts(conn, payment.id, **asdict(settled))
         await reviews.note_processor_review(conn, payment, intent, actor.audit())
+        await postauth.evaluate(conn, fraud, payment, actor.audit())
         outcome = APPLIED_VERIFIED if verified else APPLIED
     log.info("webhook.applied", event_id=event_id, type=event.type, outcome=outcome, payment_id=str(payment.id))
     return await _finish(conn, event_id, outcome)

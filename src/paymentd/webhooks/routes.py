@@ -46,7 +46,8 @@ async def stripe_webhook(request: Request) -> WebhookAck:
         ) from None
     provider = request.app.state.provider
     arrival = await inbox.receive(request.app.state.database, request.app.state.jobs, event,
-                                  consistency.Origin.of(provider))
+                                  consistency.Origin.of(provider),
+                                  fraud_enabled=request.app.state.payments.fraud.enabled)
     log.info("webhook.received", event_id=event.id, type=event.type, duplicate=not arrival.new,
              closed_on_arrival=arrival.outcome)
     return WebhookAck(received=True, duplicate=not arrival.new)
