@@ -116,7 +116,7 @@ def _events_done(database_url: str) -> bool:
 class Variant:
     """One version of paymentd, running: its own simulator, database and `paymentd serve`."""
 
-    def __init__(self, src: Path | None, args: argparse.Namespace) -> None:
+    def __init__(self, src: Path | None, args: argparse.Namespace, settings: dict[str, str]) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="paymentd-cpu-"))
         self.db_name = f"paymentd_cpu_{uuid.uuid4().hex[:10]}"
         self.database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db_name}"
@@ -126,7 +126,7 @@ class Variant:
                if not k.startswith(("STRIPE_", "PAYMENTD_", "DATABASE_URL", "PYTHONPATH"))}
         # This checkout's own src/ too: the virtualenv's editable install may point at another checkout.
         env["PYTHONPATH"] = str(src if src is not None else ROOT / "src")
-        self.env = env
+        self.env = env | settings  # e.g. PAYMENTD_FRAUD_RULES_ENABLED=false for a rules-off variant
 
     def start(self) -> None:
         env, args = self.env, self.args
@@ -187,11 +187,14 @@ class Variant:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
 
-def measure(sources: list[Path | None], args: argparse.Namespace) -> list[tuple[float, float, dict[str, float]]]:
+Source = tuple[Path | None, dict[str, str]]  # a checkout's src/ and settings for its processes
+
+
+def measure(sources: list[Source], args: argparse.Namespace) -> list[tuple[float, float, dict[str, float]]]:
     """One round: every variant started side by side, then their payments interleaved (one
     payment to each in turn), so that the machine's other load falls on all of them alike;
     each one's CPU is read over the same stretch of time."""
-    variants = [Variant(src, args) for src in sources]
+    variants = [Variant(src, args, settings) for src, settings in sources]
     try:
         for variant in variants:
             variant.start()
@@ -227,6 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-src", type=Path, action="append", default=[],
                         help="another checkout's src/ to compare against (repeatable: several baselines)")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="this checkout with one setting changed as a baseline (repeatable: one variant each),"
+                             " e.g. PAYMENTD_FRAUD_RULES_ENABLED=false")
     parser.add_argument("--flow", choices=("pair", "seed"), default="pair")
     parser.add_argument("--events", choices=("sweep", "webhooks"), default=None,
                         help="run the worker and count applying the events too (found by the sweep, or delivered)")
@@ -236,11 +242,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Markdown report path ('-' for stdout only)")
     args = parser.parse_args()
     command = "python bench/cpu_per_payment.py " + shlex.join(sys.argv[1:])
-    variants: dict[str, Path | None] = {
-        f"baseline ({src} at {commit_of(src)})": src.resolve() for src in args.baseline_src}
+    variants: dict[str, Source] = {
+        f"baseline ({src} at {commit_of(src)})": (src.resolve(), {}) for src in args.baseline_src}
+    for setting in args.baseline_env:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            parser.error(f"--baseline-env wants NAME=VALUE, not {setting!r}")
+        variants[f"baseline (this checkout, {setting})"] = (ROOT / "src", {name: value})
     # This checkout's own src/ through PYTHONPATH too: the virtualenv's editable install may
     # point at another checkout (a git worktree shares the main checkout's .venv).
-    variants["this checkout"] = ROOT / "src"
+    variants["this checkout"] = (ROOT / "src", {})
     results: dict[str, list[Result]] = {name: [] for name in variants}
     load_before = os.getloadavg()
     out = args.out or ROOT / "bench" / "results" / f"cpu-per-payment-{dt.datetime.now(dt.UTC):%Y-%m-%d}.md"
