@@ -659,8 +659,9 @@ def _demo_key(url: str, data_dir: Path) -> tuple[str, bool]:
 
     try:
         secret, reused = _run(_with_session(url, work))
-    except sa_exc.IntegrityError:
-        # Another `serve` starting at the same moment created the demo account first.
+    except (sa_exc.IntegrityError, auth_service.AccountExists):
+        # Another `serve` starting at the same moment created the demo account first
+        # (caught by the unique index, or seen by create_account's own check).
         secret, reused = _run(_with_session(url, work))
     if not reused:
         data_dir.mkdir(parents=True, exist_ok=True)
