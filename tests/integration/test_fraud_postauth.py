@@ -15,11 +15,11 @@ from paymentd.app import SANDBOX_KEY
 from paymentd.db import Database
 from paymentd.fraud import store
 from tests.conftest import Hooked
-from tests.integration.test_webhooks import eventually, new_payment, signed
+from tests.integration.test_fraud_reviews import confirmed as confirm, detail
+from tests.integration.test_webhooks import eventually, signed
 
 pytestmark = pytest.mark.asyncio
 AUTH = {"Authorization": f"Bearer {SANDBOX_KEY}"}
-WAIT = {"Prefer": "wait=10"}
 ELEVATED = "pm_card_riskLevelElevated"
 
 
@@ -27,20 +27,6 @@ async def put_rules(api: httpx.AsyncClient, rules: list[dict]) -> int:
     response = await api.put("/api/fraud/rules", json={"rules": rules, "lists": {}})
     assert response.status_code == 200, response.text
     return response.json()["version"]
-
-
-async def confirm(api: httpx.AsyncClient, method: str, **fields) -> dict:  # type: ignore[no-untyped-def]
-    payment = await new_payment(api, **fields)
-    response = await api.post("/api/payments/confirm", json={"payment_id": payment["id"], "payment_method": method},
-                              headers=WAIT)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def detail(api: httpx.AsyncClient, payment_id: str) -> dict:
-    response = await api.get(f"/api/payments/{payment_id}")
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def post_auth_decisions(database: Database, payment_id: str) -> list[dict]:
